@@ -1,0 +1,140 @@
+// Host side of dense decode on sm_90: plan (validation, capability checks, workspace layout), schedule, run.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "core/checks.h"
+#include "flashmla/dense_decode.h"
+#include "flashmla/validate.h"
+#include "kernels/sm90/combine/combine.cuh"
+#include "kernels/sm90/common/cuda_check.h"
+#include "kernels/sm90/dense_decode/kernel.cuh"
+#include "kernels/sm90/sched/decode_sched.h"
+
+namespace flashmla {
+namespace {
+
+constexpr int kOverheadBlocks = 5;
+
+int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
+
+void expect_16b(const TensorView& t, const char* arg) {
+  for (int d = 0; d < t.ndim - 1; ++d) {
+    if (t.shape[d] > 1 && t.stride[d] % 8 != 0) {
+      throw Unsupported(std::string(arg) + ": the sm_90 kernel needs strides that are multiples of 8 elements (16 " +
+                        "bytes), got " + t.stride_string());
+    }
+  }
+  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) {
+    throw Unsupported(std::string(arg) + ": the sm_90 kernel needs a 16-byte aligned data pointer");
+  }
+}
+
+template <typename T>
+void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, cudaStream_t stream) {
+  char* ws = static_cast<char*>(workspace);
+  sm90::dense_decode::Params k{};
+  k.q = p.q.data;
+  k.q_stride_b = p.q.stride[0], k.q_stride_s = p.q.stride[1], k.q_stride_h = p.q.stride[2];
+  k.k = p.k_cache.data;
+  k.k_stride_block = p.k_cache.stride[0], k.k_stride_tok = p.k_cache.stride[1], k.k_stride_head = p.k_cache.stride[2];
+  k.block_table = p.block_table.ptr<const int32_t>();
+  k.bt_stride = p.block_table.stride[0];
+  k.seqlens = p.cache_seqlens.ptr<const int32_t>();
+  k.out = p.out.data;
+  k.o_stride_b = p.out.stride[0], k.o_stride_s = p.out.stride[1], k.o_stride_h = p.out.stride[2];
+  k.lse = p.lse.ptr<float>();
+  k.lse_stride_b = p.lse.stride[0], k.lse_stride_h = p.lse.stride[1], k.lse_stride_s = p.lse.stride[2];
+  k.o_accum = reinterpret_cast<float*>(ws + plan.o_accum_offset);
+  k.lse_accum = reinterpret_cast<float*>(ws + plan.lse_accum_offset);
+  k.sched = reinterpret_cast<const DecodeSchedEntry*>(ws + plan.sched_offset);
+  k.split_offsets = reinterpret_cast<const int32_t*>(ws + plan.split_offsets_offset);
+  k.b = static_cast<int>(plan.batch), k.s_q = static_cast<int>(plan.s_q), k.h_q = static_cast<int>(plan.h_q);
+  k.h_kv = static_cast<int>(plan.h_kv), k.hpg = static_cast<int>(plan.h_q / plan.h_kv);
+  k.page = static_cast<int>(p.k_cache.shape[1]);
+  k.m_blocks = plan.m_blocks;
+  k.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  k.causal = p.causal;
+  const int64_t grid = static_cast<int64_t>(plan.m_blocks) * plan.h_kv * plan.num_parts;
+  sm90::dense_decode::dense_decode_kernel<T>
+      <<<static_cast<unsigned>(grid), sm90::dense_decode::kThreads, sizeof(sm90::dense_decode::Smem<T>), stream>>>(k);
+  FLASHMLA_CUDA_CHECK(cudaGetLastError());
+
+  sm90::combine::Params c{};
+  c.o_accum = k.o_accum, c.lse_accum = k.lse_accum, c.split_offsets = k.split_offsets, c.attn_sink = nullptr;
+  c.out = k.out, c.o_stride_b = k.o_stride_b, c.o_stride_s = k.o_stride_s, c.o_stride_h = k.o_stride_h;
+  c.lse = k.lse, c.lse_stride_b = k.lse_stride_b, c.lse_stride_h = k.lse_stride_h, c.lse_stride_s = k.lse_stride_s;
+  c.s_q = k.s_q, c.h_q = k.h_q;
+  const dim3 cgrid(static_cast<unsigned>(plan.batch * plan.s_q), static_cast<unsigned>((plan.h_q + 7) / 8));
+  sm90::combine::combine_kernel<T><<<cgrid, 256, 0, stream>>>(c);
+  FLASHMLA_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+DenseDecodePlan plan_dense_decode(const DenseDecodeParams& p) {
+  validate(p);
+  if (!p.q.is_cuda()) detail::fail("q: dense decode on the GPU needs CUDA tensors, got host memory (use ref::dense_decode)");
+  DenseDecodePlan plan;
+  plan.device = p.q.device;
+  sm90::DeviceGuard guard(plan.device);
+  cudaDeviceProp prop;
+  FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, plan.device));
+  if (prop.major != 9 || prop.minor != 0) {
+    throw Unsupported("dense decode: needs an sm_90 GPU (H100/H200/H800/H20); device " + std::to_string(plan.device) +
+                      " (" + prop.name + ") is sm_" + std::to_string(prop.major) + std::to_string(prop.minor));
+  }
+  if (p.q.shape[3] != 576) throw Unsupported("q: the sm_90 dense decode kernel supports d_qk = 576 only, got " + std::to_string(p.q.shape[3]));
+  expect_16b(p.k_cache, "k_cache");
+  plan.num_sms = prop.multiProcessorCount;
+  plan.batch = p.q.shape[0], plan.s_q = p.q.shape[1], plan.h_q = p.q.shape[2], plan.h_kv = p.k_cache.shape[2];
+  plan.rows_per_cta = sm90::dense_decode::kRows;
+  const int64_t rows = plan.s_q * (plan.h_q / plan.h_kv);
+  plan.m_blocks = static_cast<int>((rows + plan.rows_per_cta - 1) / plan.rows_per_cta);
+  plan.num_parts = static_cast<int>(std::max<int64_t>(plan.num_sms / plan.h_kv / plan.m_blocks, 1));
+  plan.max_splits = sched_max_splits(plan.batch, plan.num_parts);
+  int64_t off = 0;
+  plan.sched_offset = off, off = align256(off + plan.num_parts * static_cast<int64_t>(sizeof(DecodeSchedEntry)));
+  plan.split_offsets_offset = off, off = align256(off + (plan.batch + 1) * 4);
+  plan.lse_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 4);
+  plan.o_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 512 * 4);
+  plan.workspace_bytes = off;
+  const auto* fn = p.q.dtype == DType::kBFloat16
+                       ? reinterpret_cast<const void*>(sm90::dense_decode::dense_decode_kernel<__nv_bfloat16>)
+                       : reinterpret_cast<const void*>(sm90::dense_decode::dense_decode_kernel<__half>);
+  FLASHMLA_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(sizeof(sm90::dense_decode::Smem<__nv_bfloat16>))));
+  return plan;
+}
+
+void dense_decode_schedule(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, void* stream) {
+  sm90::DeviceGuard guard(plan.device);
+  char* ws = static_cast<char*>(workspace);
+  DecodeSchedConfig cfg;
+  cfg.block_size_n = sm90::dense_decode::kBlockN;
+  cfg.overhead = kOverheadBlocks;
+  cfg.num_parts = plan.num_parts;
+  sm90::launch_decode_sched(p.cache_seqlens.ptr<const int32_t>(), static_cast<int32_t>(plan.batch), cfg,
+                            reinterpret_cast<DecodeSchedEntry*>(ws + plan.sched_offset),
+                            reinterpret_cast<int32_t*>(ws + plan.split_offsets_offset), static_cast<cudaStream_t>(stream));
+  FLASHMLA_CUDA_CHECK(cudaGetLastError());
+}
+
+void dense_decode_run(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, void* stream) {
+  if (p.q.shape[0] != plan.batch || p.q.shape[1] != plan.s_q || p.q.shape[2] != plan.h_q ||
+      p.k_cache.shape[2] != plan.h_kv || p.q.device != plan.device) {
+    detail::fail("plan: made for b=" + std::to_string(plan.batch) + " s_q=" + std::to_string(plan.s_q) + " h_q=" +
+                 std::to_string(plan.h_q) + " h_kv=" + std::to_string(plan.h_kv) + " on cuda:" +
+                 std::to_string(plan.device) + ", called with other shapes or device");
+  }
+  if (workspace == nullptr) detail::fail("workspace: null; allocate plan.workspace_bytes on the device");
+  sm90::DeviceGuard guard(plan.device);
+  if (p.q.dtype == DType::kBFloat16) {
+    launch<__nv_bfloat16>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+  } else {
+    launch<__half>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+  }
+}
+
+}  // namespace flashmla

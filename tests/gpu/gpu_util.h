@@ -1,0 +1,73 @@
+// Device buffers and the GPU run of a DenseCase for the GPU tests.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "flashmla/dense_decode.h"
+#include "tests/cpu/test_util.h"
+
+namespace flashmla::test {
+
+#define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  explicit DeviceBuffer(size_t n) : bytes(n) {
+    if (cudaMalloc(&ptr, n ? n : 1) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <typename T>
+  static std::unique_ptr<DeviceBuffer> from(const std::vector<T>& v) {
+    auto b = std::make_unique<DeviceBuffer>(v.size() * sizeof(T));
+    if (cudaMemcpy(b->ptr, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) {
+      throw std::runtime_error("cudaMemcpy failed");
+    }
+    return b;
+  }
+};
+
+inline TensorView on_device(TensorView host_view, void* dev) {
+  host_view.data = dev;
+  host_view.device = 0;
+  return host_view;
+}
+
+/// Device copy of a DenseCase; outputs poisoned with NaN bytes before every run.
+struct GpuDense {
+  std::unique_ptr<DeviceBuffer> q, cache, bt, lens, out, lse, ws;
+  DenseDecodeParams p;
+  DenseDecodePlan plan;
+
+  explicit GpuDense(DenseCase& c) {
+    DenseDecodeParams h = c.params();
+    q = DeviceBuffer::from(c.q), cache = DeviceBuffer::from(c.cache), bt = DeviceBuffer::from(c.block_table);
+    lens = DeviceBuffer::from(c.seqlens);
+    out = std::make_unique<DeviceBuffer>(c.out.size() * 2);
+    lse = std::make_unique<DeviceBuffer>(c.lse.size() * 4);
+    p = h;
+    p.q = on_device(h.q, q->ptr), p.k_cache = on_device(h.k_cache, cache->ptr);
+    p.block_table = on_device(h.block_table, bt->ptr), p.cache_seqlens = on_device(h.cache_seqlens, lens->ptr);
+    p.out = on_device(h.out, out->ptr), p.lse = on_device(h.lse, lse->ptr);
+    plan = plan_dense_decode(p);
+    ws = std::make_unique<DeviceBuffer>(plan.workspace_bytes);
+  }
+  void poison(cudaStream_t s = nullptr) {
+    cudaMemsetAsync(out->ptr, 0xff, out->bytes, s);
+    cudaMemsetAsync(lse->ptr, 0xff, lse->bytes, s);
+  }
+  void run(cudaStream_t s = nullptr) {
+    poison(s);
+    dense_decode_schedule(p, plan, ws->ptr, s);
+    dense_decode_run(p, plan, ws->ptr, s);
+  }
+  void fetch(std::vector<uint16_t>& o, std::vector<float>& l) {
+    o.resize(out->bytes / 2), l.resize(lse->bytes / 4);
+    cudaMemcpy(o.data(), out->ptr, out->bytes, cudaMemcpyDeviceToHost);
+    cudaMemcpy(l.data(), lse->ptr, lse->bytes, cudaMemcpyDeviceToHost);
+  }
+};
+
+}  // namespace flashmla::test

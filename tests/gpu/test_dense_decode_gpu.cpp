@@ -1,0 +1,149 @@
+// Dense decode on the GPU against the CPU reference (float32), with NaN-poisoned unused cache slots, block_table
+// tails of 2147480000 and outputs poisoned before each run (a NaN left behind fails the comparison).
+#include "tests/gpu/gpu_util.h"
+
+namespace flashmla::test {
+namespace {
+
+struct HeadPair {
+  int64_t h_q, h_kv;
+};
+const std::vector<HeadPair> kAllPairs = {{1, 1},  {3, 1},  {3, 3},  {9, 1},   {9, 3},   {16, 1},  {16, 2},
+                                         {16, 8}, {63, 1}, {63, 3}, {64, 1},  {64, 2},  {64, 8},  {126, 1},
+                                         {126, 2}, {126, 3}, {128, 1}, {128, 2}, {128, 8}};
+// The largest shapes (b = 64, s_k = 4096) run a subset: the CPU reference would dominate the run otherwise.
+const std::vector<HeadPair> kHeavyPairs = {{1, 1}, {16, 1}, {63, 3}, {128, 1}, {128, 8}};
+
+::testing::AssertionResult check_case(DenseCase& c) {
+  ref::dense_decode(c.params());
+  GpuDense g(c);
+  g.run();
+  if (cudaDeviceSynchronize() != cudaSuccess) return ::testing::AssertionFailure() << "CUDA error";
+  std::vector<uint16_t> out;
+  std::vector<float> lse;
+  g.fetch(out, lse);
+  auto r = all_close(widen(out, c.dtype), widen(c.out, c.dtype), kDenseOutTol);
+  if (!r) return r << " (out)";
+  r = all_close(widen(lse), widen(c.lse), kDenseLseTol);
+  if (!r) return r << " (lse)";
+  return ::testing::AssertionSuccess();
+}
+
+struct GridPoint {
+  int64_t b, s_q, s_k;
+};
+class DenseDecodeGrid : public ::testing::TestWithParam<GridPoint> {};
+
+TEST_P(DenseDecodeGrid, MatchesReference) {
+  const GridPoint gp = GetParam();
+  const bool heavy = gp.b * gp.s_k > 100000;
+  int n = 0;
+  for (const HeadPair& hp : heavy ? kHeavyPairs : kAllPairs) {
+    for (bool varlen : {false, true}) {
+      for (bool causal : {false, true}) {
+        Rng r(gp.b * 1000003 + gp.s_q * 10007 + gp.s_k * 101 + hp.h_q * 7 + hp.h_kv * 3 + varlen * 2 + causal);
+        DenseCase c = make_dense_case(r, gp.b, gp.s_q, hp.h_q, hp.h_kv, 64, gp.s_k, varlen, causal, DType::kBFloat16);
+        EXPECT_TRUE(check_case(c)) << "h_q=" << hp.h_q << " h_kv=" << hp.h_kv << " varlen=" << varlen
+                                   << " causal=" << causal;
+        ++n;
+      }
+    }
+  }
+  RecordProperty("cases", n);
+}
+
+std::vector<GridPoint> grid() {
+  std::vector<GridPoint> g;
+  for (int64_t b : {1, 2, 6, 64})
+    for (int64_t s_q : {1, 2, 4})
+      for (int64_t s_k : {20, 140, 4096}) g.push_back({b, s_q, s_k});
+  return g;
+}
+INSTANTIATE_TEST_SUITE_P(Grid, DenseDecodeGrid, ::testing::ValuesIn(grid()), [](const auto& info) {
+  return "b" + std::to_string(info.param.b) + "_sq" + std::to_string(info.param.s_q) + "_sk" + std::to_string(info.param.s_k);
+});
+
+TEST(DenseDecodeGpu, ZeroLengthRequestsCorner) {
+  Rng r(11);
+  for (const HeadPair& hp : kHeavyPairs) {
+    DenseCase c = make_dense_case(r, 128, 2, hp.h_q, hp.h_kv, 64, 4096, true, true, DType::kBFloat16, true, 2);
+    EXPECT_TRUE(check_case(c)) << hp.h_q << "/" << hp.h_kv;
+  }
+}
+
+TEST(DenseDecodeGpu, Fp16) {
+  Rng r(12);
+  DenseCase c = make_dense_case(r, 6, 2, 64, 1, 64, 700, true, true, DType::kFloat16);
+  EXPECT_TRUE(check_case(c));
+}
+
+TEST(DenseDecodeGpu, NonContiguousQAndPaddedBlockStride) {
+  Rng r(13);
+  DenseCase c = make_dense_case(r, 4, 2, 32, 2, 64, 500, true, true, DType::kBFloat16);
+  pad_strides(c, 8, 64);
+  EXPECT_TRUE(check_case(c));
+}
+
+TEST(DenseDecodeGpu, OtherPageSizes) {
+  for (int64_t page : {1, 16, 33, 256}) {
+    Rng r(14 + page);
+    DenseCase c = make_dense_case(r, 3, 2, 16, 1, page, 300, true, true, DType::kBFloat16);
+    EXPECT_TRUE(check_case(c)) << "page " << page;
+  }
+}
+
+TEST(DenseDecodeGpu, BitwiseDeterministic) {
+  Rng r(15);
+  DenseCase c = make_dense_case(r, 8, 2, 128, 1, 64, 3000, true, false, DType::kBFloat16);
+  GpuDense g(c);
+  std::vector<uint16_t> o1, o2;
+  std::vector<float> l1, l2;
+  g.run();
+  g.fetch(o1, l1);
+  g.run();
+  g.fetch(o2, l2);
+  EXPECT_EQ(o1, o2);
+  EXPECT_EQ(l1, l2);
+}
+
+TEST(DenseDecodeGpu, GraphReplayEqualsEager) {
+  Rng r(16);
+  DenseCase c = make_dense_case(r, 16, 1, 64, 1, 64, 2000, true, false, DType::kBFloat16);
+  GpuDense g(c);
+  std::vector<uint16_t> eager, replay;
+  std::vector<float> le, lr;
+  g.run();
+  g.fetch(eager, le);
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreate(&s));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  g.run(s);
+  CUDA_OK(cudaStreamEndCapture(s, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  g.poison();
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaGraphLaunch(exec, s));
+  CUDA_OK(cudaStreamSynchronize(s));
+  g.fetch(replay, lr);
+  EXPECT_EQ(eager, replay);
+  EXPECT_EQ(le, lr);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+TEST(DenseDecodeGpu, HostTensorsAreRejected) {
+  Rng r(17);
+  DenseCase c = make_dense_case(r, 1, 1, 16, 1, 64, 100, false, false, DType::kBFloat16);
+  try {
+    plan_dense_decode(c.params());
+    ADD_FAILURE() << "accepted host tensors";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("q: dense decode on the GPU needs CUDA tensors"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace flashmla::test

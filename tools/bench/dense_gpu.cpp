@@ -1,0 +1,173 @@
+// GPU dense decode benchmark: the cases of FlashMLA's end-to-end table on the H200 (targets/h200.md in the project's
+// steering notes), measured the same way: schedule built once and reused (as across layers), 512 MiB memset before
+// each call to flush L2, CUDA events around one CUDA-graph replay of the call (main kernel + combine), median of
+// `reps`. FLOP = 2 b s_q h_q mean_s_k (576 + 512); bytes = KV read once + Q + O.
+#include "tools/bench/dense_gpu.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "flashmla/dense_decode.h"
+#include "kernels/sm90/common/cuda_check.h"
+#include "kernels/sm90/common/fill.h"
+
+namespace flashmla::bench {
+namespace {
+
+struct Case {
+  int b, s_q, s_k;
+  bool varlen;
+  int h_q;
+  bool causal;
+  double flashmla_us;  // FlashMLA end-to-end on the H200 (target table)
+};
+
+// b, s_q, s_k, varlen, h_q, causal, FlashMLA us.
+const Case kCases[] = {
+    {128, 1, 4096, true, 128, false, 253.9},  {128, 1, 8192, true, 128, false, 466.0},
+    {128, 1, 16384, true, 128, false, 893.5}, {128, 1, 32768, true, 128, false, 1761.4},
+    {128, 2, 4096, true, 128, false, 512.9},  {128, 2, 8192, true, 128, false, 847.9},
+    {128, 2, 16384, true, 128, false, 1693.6}, {128, 2, 32768, true, 128, false, 3607.8},
+    {1, 1, 8192, false, 16, false, 31.5},     {8, 1, 8192, false, 16, false, 38.7},
+    {32, 1, 4096, false, 16, false, 55.8},    {64, 1, 16384, false, 16, false, 321.8},
+    {128, 1, 8192, false, 16, false, 315.7},  {1, 1, 8192, false, 32, false, 29.6},
+    {8, 1, 8192, false, 32, false, 37.9},     {32, 1, 4096, false, 32, false, 55.7},
+    {64, 1, 16384, false, 32, false, 322.5},  {128, 1, 8192, false, 32, false, 315.8},
+    {1, 1, 8192, false, 64, false, 31.0},     {8, 1, 8192, false, 64, false, 41.6},
+    {32, 1, 4096, false, 64, false, 58.6},    {64, 1, 16384, false, 64, false, 326.8},
+    {128, 1, 8192, false, 64, false, 317.9},  {1, 1, 8192, false, 128, false, 29.7},
+    {8, 1, 8192, false, 128, false, 52.0},    {32, 1, 4096, false, 128, false, 74.2},
+    {64, 1, 16384, false, 128, false, 453.6}, {128, 1, 8192, false, 128, false, 461.7},
+    {1, 1, 1024, false, 16, true, 15.4},      {1, 4, 1024, false, 16, true, 17.3},
+    {32, 1, 1024, false, 16, true, 25.3},     {32, 4, 1024, false, 16, true, 29.0},
+    {1, 1, 1024, false, 128, true, 17.3},     {1, 4, 1024, false, 128, true, 18.9},
+    {32, 1, 1024, false, 128, true, 37.5},    {32, 4, 1024, false, 128, true, 68.7},
+};
+
+constexpr double kCopyGBs = 4254, kBf16Tflops = 779;  // measured H200 ceilings
+
+std::string name(const Case& c) {
+  return "b=" + std::to_string(c.b) + " s_q=" + std::to_string(c.s_q) + " s_k=" + std::to_string(c.s_k) +
+         (c.varlen ? "v" : "") + " h_q=" + std::to_string(c.h_q) + " causal=" + std::to_string(c.causal);
+}
+
+template <typename T>
+T* dalloc(size_t n) {
+  void* p;
+  FLASHMLA_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
+  return static_cast<T*>(p);
+}
+
+}  // namespace
+
+nlohmann::json run_gpu_dense(int reps) {
+  FLASHMLA_CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("GPU: %s, %d SMs; dense decode, d_qk 576, d_v 512, page 64, h_kv 1, bf16; median of %d graph replays, "
+              "L2 flushed before each\n\n", prop.name, prop.multiProcessorCount, reps);
+  std::printf("| case | us | sched us | TFLOP/s | GB/s | %% bf16 peak | %% copy BW | FlashMLA us | ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  const size_t flush_bytes = 512ull << 20;
+  char* flush = dalloc<char>(flush_bytes);
+  cudaStream_t stream;
+  FLASHMLA_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaEvent_t e0, e1;
+  FLASHMLA_CUDA_CHECK(cudaEventCreate(&e0));
+  FLASHMLA_CUDA_CHECK(cudaEventCreate(&e1));
+  nlohmann::json cases = nlohmann::json::array();
+  std::mt19937 gen(7);
+  for (const Case& c : kCases) {
+    // Lengths: N(s_k, s_k / 2) clipped below at s_q when varlen (mean about s_k), else s_k.
+    std::vector<int32_t> lens(c.b);
+    std::normal_distribution<double> nd(c.s_k, c.s_k / 2.0);
+    for (auto& l : lens) l = c.varlen ? std::max<int32_t>(static_cast<int32_t>(nd(gen)), c.s_q) : c.s_k;
+    const int32_t max_len = *std::max_element(lens.begin(), lens.end());
+    const int64_t max_blocks = (max_len + 63) / 64, num_blocks = c.b * max_blocks;
+    std::vector<int32_t> bt(num_blocks);
+    std::iota(bt.begin(), bt.end(), 0);
+    std::shuffle(bt.begin(), bt.end(), gen);
+    const double mean_sk = std::accumulate(lens.begin(), lens.end(), 0.0) / c.b;
+
+    auto* q = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 576);
+    auto* kv = dalloc<uint16_t>(num_blocks * 64 * 576);
+    auto* d_bt = dalloc<int32_t>(num_blocks);
+    auto* d_lens = dalloc<int32_t>(c.b);
+    auto* out = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 512);
+    auto* lse = dalloc<float>(int64_t(c.b) * c.h_q * c.s_q);
+    sm90::fill_random_half(q, int64_t(c.b) * c.s_q * c.h_q * 576, 1, false, stream);
+    sm90::fill_random_half(kv, num_blocks * 64 * 576, 2, false, stream);
+    FLASHMLA_CUDA_CHECK(cudaMemcpy(d_bt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
+    FLASHMLA_CUDA_CHECK(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
+
+    DenseDecodeParams p;
+    p.q = TensorView::contiguous(q, DType::kBFloat16, {c.b, c.s_q, c.h_q, 576}, 0);
+    p.k_cache = TensorView::contiguous(kv, DType::kBFloat16, {num_blocks, 64, 1, 576}, 0);
+    p.block_table = TensorView::contiguous(d_bt, DType::kInt32, {c.b, max_blocks}, 0);
+    p.cache_seqlens = TensorView::contiguous(d_lens, DType::kInt32, {c.b}, 0);
+    p.out = TensorView::contiguous(out, DType::kBFloat16, {c.b, c.s_q, c.h_q, 512}, 0);
+    p.lse = TensorView::contiguous(lse, DType::kFloat32, {c.b, c.h_q, c.s_q}, 0);
+    p.softmax_scale = 1.0f / std::sqrt(576.0f);
+    p.causal = c.causal;
+    const DenseDecodePlan plan = plan_dense_decode(p);
+    char* ws = dalloc<char>(plan.workspace_bytes);
+
+    // Schedule cost (the first call of a step), then the per-layer call as a graph.
+    std::vector<float> sched_t, run_t;
+    for (int r = 0; r < reps; ++r) {
+      FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
+      dense_decode_schedule(p, plan, ws, stream);
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      FLASHMLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      sched_t.push_back(ms * 1000);
+    }
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    FLASHMLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    dense_decode_run(p, plan, ws, stream);
+    FLASHMLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    FLASHMLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+    for (int r = 0; r < reps; ++r) {
+      FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
+      FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      FLASHMLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      run_t.push_back(ms * 1000);
+    }
+    std::sort(sched_t.begin(), sched_t.end());
+    std::sort(run_t.begin(), run_t.end());
+    const double us = run_t[run_t.size() / 2], sched_us = sched_t[sched_t.size() / 2];
+    const double flop = 2.0 * c.b * c.s_q * c.h_q * mean_sk * (576 + 512);
+    const double bytes = 2.0 * (c.b * mean_sk * 576 + double(c.b) * c.s_q * c.h_q * (576 + 512));
+    const double tflops = flop / us * 1e-6, gbps = bytes / us * 1e-3, ratio = us / c.flashmla_us;
+    std::printf("| %s | %.1f | %.1f | %.0f | %.0f | %.0f%% | %.0f%% | %.1f | %.2f |\n", name(c).c_str(), us, sched_us,
+                tflops, gbps, 100 * tflops / kBf16Tflops, 100 * gbps / kCopyGBs, c.flashmla_us, ratio);
+    std::fflush(stdout);
+    cases.push_back({{"name", name(c)}, {"us", us}, {"sched_us", sched_us}, {"tflops", tflops}, {"gbps", gbps},
+                     {"flashmla_us", c.flashmla_us}, {"ratio", ratio}});
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    for (void* ptr : std::initializer_list<void*>{q, kv, d_bt, d_lens, out, lse, ws}) cudaFree(ptr);
+  }
+  cudaFree(flush);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaStreamDestroy(stream);
+  return cases;
+}
+
+}  // namespace flashmla::bench
