@@ -12,11 +12,11 @@ const std::vector<HeadPair> kAllPairs = {{1, 1},  {3, 1},  {3, 3},  {9, 1},   {9
                                          {16, 8}, {63, 1}, {63, 3}, {64, 1},  {64, 2},  {64, 8},  {126, 1},
                                          {126, 2}, {126, 3}, {128, 1}, {128, 2}, {128, 8}};
 // The largest shapes (b = 64, s_k = 4096) run a subset: the CPU reference would dominate the run otherwise.
-const std::vector<HeadPair> kHeavyPairs = {{1, 1}, {16, 1}, {63, 3}, {128, 1}, {128, 8}};
+const std::vector<HeadPair> kHeavyPairs = {{16, 1}, {128, 1}};
 
 ::testing::AssertionResult check_case(DenseCase& c) {
+  GpuDense g(c);  // first: params() re-poisons the host outputs
   ref::dense_decode(c.params());
-  GpuDense g(c);
   g.run();
   if (cudaDeviceSynchronize() != cudaSuccess) return ::testing::AssertionFailure() << "CUDA error";
   std::vector<uint16_t> out;
@@ -41,6 +41,7 @@ TEST_P(DenseDecodeGrid, MatchesReference) {
   for (const HeadPair& hp : heavy ? kHeavyPairs : kAllPairs) {
     for (bool varlen : {false, true}) {
       for (bool causal : {false, true}) {
+        if (heavy && varlen == causal) continue;  // heavy shapes: (varlen, not causal) and (fixed, causal)
         Rng r(gp.b * 1000003 + gp.s_q * 10007 + gp.s_k * 101 + hp.h_q * 7 + hp.h_kv * 3 + varlen * 2 + causal);
         DenseCase c = make_dense_case(r, gp.b, gp.s_q, hp.h_q, hp.h_kv, 64, gp.s_k, varlen, causal, DType::kBFloat16);
         EXPECT_TRUE(check_case(c)) << "h_q=" << hp.h_q << " h_kv=" << hp.h_kv << " varlen=" << varlen
