@@ -157,6 +157,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const Params 
         }
 #pragma unroll
         for (int o = 1; o < 8; o *= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        __syncwarp();  // every lane of the row has read the old m / l before lane 0 of the group overwrites them
         if (tid % 8 == 0) {
           sm.m[row] = m_new;
           sm.l[row] = sm.l[row] * alpha + sum;
