@@ -2,6 +2,7 @@
 // Umbrella header.
 #pragma once
 
+#include "flashmla/dense_decode.h"
 #include "flashmla/errors.h"
 #include "flashmla/params.h"
 #include "flashmla/reference.h"
