@@ -18,8 +18,15 @@
 
 namespace flashmla {
 
+/// Which main kernel a plan runs.
+enum class DenseDecodeKernel : int {
+  kWgmmaTma = 0,  // TMA + wgmma, warp-specialised; page_block_size a multiple of 8 that divides 64 or is a multiple of 64
+  kFallback = 1,  // mma.sync baseline for every other page_block_size (slow; see docs/kernels/dense_decode.md)
+};
+
 struct DenseDecodePlan {
   int device = 0;           // CUDA device of the tensors (made current by every call)
+  DenseDecodeKernel kernel = DenseDecodeKernel::kWgmmaTma;
   int num_sms = 0;
   int rows_per_cta = 0;     // query rows (s_q x heads of one KV head) per CTA
   int m_blocks = 0;         // ceil(s_q * h_q / h_kv / rows_per_cta)

@@ -14,7 +14,9 @@
 namespace flashmla::ref {
 namespace {
 
-constexpr int kHeadsPerTask = 16;
+// Query rows (s, h) of one (request, KV head) per task: small enough to keep every core busy on a single request,
+// large enough that gathering the keys (one pass over the request's cache) stays a small part of a task.
+constexpr int64_t kRowsPerTask = 4;
 
 // Checks what validate() cannot: lengths within the block table and the block ids they use within the cache.
 void check_contents(const DenseDecodeParams& p) {
@@ -58,23 +60,22 @@ int64_t visible_keys(const DenseDecodeParams& p, int64_t s, int64_t s_k) {
   return std::clamp<int64_t>(s_k - s_q + s + 1, 0, s_k);
 }
 
-// Calls row_fn(i, s, h, q_row, keys, visible) for every query row, parallel over (request, KV head, head chunk).
+// Calls row_fn(i, s, h, q_row, keys, visible) for every query row, parallel over (request, KV head, row chunk).
 template <typename Acc, typename RowFn>
 void for_each_row(const DenseDecodeParams& p, const Options& opt, RowFn&& row_fn) {
   const int64_t b = p.q.shape[0], s_q = p.q.shape[1], h_q = p.q.shape[2], d_qk = p.q.shape[3];
   const int64_t h_kv = p.k_cache.shape[2], hpg = h_q / h_kv;
-  const int64_t chunks = (hpg + kHeadsPerTask - 1) / kHeadsPerTask;
+  const int64_t rows = s_q * hpg, chunks = (rows + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(b * h_kv * chunks, opt.num_threads, [&](int64_t task) {
     const int64_t i = task / (h_kv * chunks), g = (task / chunks) % h_kv, c = task % chunks;
     const int64_t s_k = load_i32(p.cache_seqlens, offset_of(p.cache_seqlens, i));
     std::vector<Acc> keys, q(d_qk);
     gather_keys<Acc>(p, i, g, s_k, keys);
-    for (int64_t h = g * hpg + c * kHeadsPerTask; h < std::min(g * hpg + (c + 1) * kHeadsPerTask, (g + 1) * hpg); ++h) {
-      for (int64_t s = 0; s < s_q; ++s) {
-        const int64_t qo = offset_of(p.q, i, s, h, 0);
-        for (int64_t d = 0; d < d_qk; ++d) q[d] = load_float(p.q, qo + d * p.q.stride[3]);
-        row_fn(i, s, h, q.data(), keys, visible_keys(p, s, s_k));
-      }
+    for (int64_t row = c * kRowsPerTask; row < std::min(rows, (c + 1) * kRowsPerTask); ++row) {
+      const int64_t s = row / hpg, h = g * hpg + row % hpg;
+      const int64_t qo = offset_of(p.q, i, s, h, 0);
+      for (int64_t d = 0; d < d_qk; ++d) q[d] = load_float(p.q, qo + d * p.q.stride[3]);
+      row_fn(i, s, h, q.data(), keys, visible_keys(p, s, s_k));
     }
   });
 }

@@ -9,6 +9,8 @@
 #include "flashmla/validate.h"
 #include "kernels/sm90/combine/combine.cuh"
 #include "kernels/sm90/common/cuda_check.h"
+#include "kernels/sm90/common/tma.h"
+#include "kernels/sm90/dense_decode/fallback_kernel.cuh"
 #include "kernels/sm90/dense_decode/kernel.cuh"
 #include "kernels/sm90/sched/decode_sched.h"
 
@@ -31,14 +33,19 @@ void expect_16b(const TensorView& t, const char* arg) {
   }
 }
 
-template <typename T>
-void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, cudaStream_t stream) {
-  char* ws = static_cast<char*>(workspace);
-  sm90::dense_decode::Params k{};
+bool vec16_ok(const TensorView& t) {
+  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) return false;
+  for (int d = 0; d < t.ndim - 1; ++d) {
+    if (t.shape[d] > 1 && t.stride[d] % 8 != 0) return false;
+  }
+  return true;
+}
+
+// Fills the fields both main kernels share (Params of either kernel).
+template <typename KP>
+void fill_common(KP& k, const DenseDecodeParams& p, const DenseDecodePlan& plan, char* ws) {
   k.q = p.q.data;
   k.q_stride_b = p.q.stride[0], k.q_stride_s = p.q.stride[1], k.q_stride_h = p.q.stride[2];
-  k.k = p.k_cache.data;
-  k.k_stride_block = p.k_cache.stride[0], k.k_stride_tok = p.k_cache.stride[1], k.k_stride_head = p.k_cache.stride[2];
   k.block_table = p.block_table.ptr<const int32_t>();
   k.bt_stride = p.block_table.stride[0];
   k.seqlens = p.cache_seqlens.ptr<const int32_t>();
@@ -52,23 +59,73 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* works
   k.split_offsets = reinterpret_cast<const int32_t*>(ws + plan.split_offsets_offset);
   k.b = static_cast<int>(plan.batch), k.s_q = static_cast<int>(plan.s_q), k.h_q = static_cast<int>(plan.h_q);
   k.h_kv = static_cast<int>(plan.h_kv), k.hpg = static_cast<int>(plan.h_q / plan.h_kv);
-  k.page = static_cast<int>(p.k_cache.shape[1]);
   k.m_blocks = plan.m_blocks;
   k.scale_log2 = p.softmax_scale * 1.4426950408889634f;
   k.causal = p.causal;
-  const int64_t grid = static_cast<int64_t>(plan.m_blocks) * plan.h_kv * plan.num_parts;
-  sm90::dense_decode::dense_decode_kernel<T>
-      <<<static_cast<unsigned>(grid), sm90::dense_decode::kThreads, sizeof(sm90::dense_decode::Smem<T>), stream>>>(k);
+}
+
+// T: CUDA type of q (__nv_bfloat16 / __half); E: the CUTLASS type of the same format.
+template <typename T, typename E>
+void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, cudaStream_t stream) {
+  char* ws = static_cast<char*>(workspace);
+  const unsigned grid = static_cast<unsigned>(static_cast<int64_t>(plan.m_blocks) * plan.h_kv * plan.num_parts);
+  const int64_t page = p.k_cache.shape[1];
+  if (plan.kernel == DenseDecodeKernel::kWgmmaTma) {
+    namespace dd = sm90::dense_decode;
+    dd::Params k{};
+    fill_common(k, p, plan, ws);
+    k.q_vec16 = vec16_ok(p.q);
+    // k_cache as (dim, token in page, kv head, block), innermost first.
+    const uint64_t dims[4] = {576, static_cast<uint64_t>(page), static_cast<uint64_t>(plan.h_kv),
+                              static_cast<uint64_t>(p.k_cache.shape[0])};
+    const uint64_t strides[3] = {static_cast<uint64_t>(p.k_cache.stride[1]) * 2, static_cast<uint64_t>(p.k_cache.stride[2]) * 2,
+                                 static_cast<uint64_t>(p.k_cache.stride[0]) * 2};
+    k.kv.page = static_cast<int>(page);
+    k.kv.box_rows = static_cast<int>(std::min<int64_t>(page, dd::kBlockN));
+    const uint32_t box[4] = {dd::kChunk, static_cast<uint32_t>(k.kv.box_rows), 1, 1};
+    k.kv.map = sm90::make_tma_map_sw128(p.q.dtype == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                      : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                                        p.k_cache.data, 4, dims, strides, box);
+    // Several m-blocks read the same tile: keep it in L2 for the others; otherwise it is read once.
+    k.kv.cache_hint = static_cast<uint64_t>(plan.m_blocks > 1 ? cute::TMA::CacheHintSm90::EVICT_NORMAL
+                                                              : cute::TMA::CacheHintSm90::EVICT_FIRST);
+    dd::dense_decode_kernel<E><<<grid, dd::kThreads, dd::kSmemBytes<E>, stream>>>(k);
+  } else {
+    namespace fb = sm90::dense_decode::fallback;
+    fb::Params k{};
+    fill_common(k, p, plan, ws);
+    k.k = p.k_cache.data;
+    k.k_stride_block = p.k_cache.stride[0], k.k_stride_tok = p.k_cache.stride[1], k.k_stride_head = p.k_cache.stride[2];
+    k.page = static_cast<int>(page);
+    fb::dense_decode_kernel<T><<<grid, fb::kThreads, sizeof(fb::Smem<T>), stream>>>(k);
+  }
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
 
   sm90::combine::Params c{};
-  c.o_accum = k.o_accum, c.lse_accum = k.lse_accum, c.split_offsets = k.split_offsets, c.attn_sink = nullptr;
-  c.out = k.out, c.o_stride_b = k.o_stride_b, c.o_stride_s = k.o_stride_s, c.o_stride_h = k.o_stride_h;
-  c.lse = k.lse, c.lse_stride_b = k.lse_stride_b, c.lse_stride_h = k.lse_stride_h, c.lse_stride_s = k.lse_stride_s;
-  c.s_q = k.s_q, c.h_q = k.h_q;
+  c.o_accum = reinterpret_cast<float*>(ws + plan.o_accum_offset);
+  c.lse_accum = reinterpret_cast<float*>(ws + plan.lse_accum_offset);
+  c.split_offsets = reinterpret_cast<const int32_t*>(ws + plan.split_offsets_offset);
+  c.attn_sink = nullptr;
+  c.out = p.out.data, c.o_stride_b = p.out.stride[0], c.o_stride_s = p.out.stride[1], c.o_stride_h = p.out.stride[2];
+  c.lse = p.lse.ptr<float>(), c.lse_stride_b = p.lse.stride[0], c.lse_stride_h = p.lse.stride[1];
+  c.lse_stride_s = p.lse.stride[2];
+  c.s_q = static_cast<int>(plan.s_q), c.h_q = static_cast<int>(plan.h_q);
   const dim3 cgrid(static_cast<unsigned>(plan.batch * plan.s_q), static_cast<unsigned>((plan.h_q + 7) / 8));
   sm90::combine::combine_kernel<T><<<cgrid, 256, 0, stream>>>(c);
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
+}
+
+// Opt in to more than 48 KB of dynamic shared memory, once per process and device-independent attribute.
+void set_smem_attributes() {
+  namespace dd = sm90::dense_decode;
+  namespace fb = sm90::dense_decode::fallback;
+  auto set = [](const void* fn, int bytes) {
+    FLASHMLA_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  };
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<cutlass::bfloat16_t>), dd::kSmemBytes<cutlass::bfloat16_t>);
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<cutlass::half_t>), dd::kSmemBytes<cutlass::half_t>);
+  set(reinterpret_cast<const void*>(fb::dense_decode_kernel<__nv_bfloat16>), static_cast<int>(sizeof(fb::Smem<__nv_bfloat16>)));
+  set(reinterpret_cast<const void*>(fb::dense_decode_kernel<__half>), static_cast<int>(sizeof(fb::Smem<__half>)));
 }
 
 }  // namespace
@@ -89,7 +146,10 @@ DenseDecodePlan plan_dense_decode(const DenseDecodeParams& p) {
   expect_16b(p.k_cache, "k_cache");
   plan.num_sms = prop.multiProcessorCount;
   plan.batch = p.q.shape[0], plan.s_q = p.q.shape[1], plan.h_q = p.q.shape[2], plan.h_kv = p.k_cache.shape[2];
-  plan.rows_per_cta = sm90::dense_decode::kRows;
+  plan.kernel = sm90::dense_decode::PagedTmaKvLoader::supports(p.k_cache.shape[1]) ? DenseDecodeKernel::kWgmmaTma
+                                                                                  : DenseDecodeKernel::kFallback;
+  plan.rows_per_cta = plan.kernel == DenseDecodeKernel::kWgmmaTma ? sm90::dense_decode::kBlockM
+                                                                  : sm90::dense_decode::fallback::kRows;
   const int64_t rows = plan.s_q * (plan.h_q / plan.h_kv);
   plan.m_blocks = static_cast<int>((rows + plan.rows_per_cta - 1) / plan.rows_per_cta);
   plan.num_parts = static_cast<int>(std::max<int64_t>(plan.num_sms / plan.h_kv / plan.m_blocks, 1));
@@ -100,11 +160,7 @@ DenseDecodePlan plan_dense_decode(const DenseDecodeParams& p) {
   plan.lse_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 4);
   plan.o_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 512 * 4);
   plan.workspace_bytes = off;
-  const auto* fn = p.q.dtype == DType::kBFloat16
-                       ? reinterpret_cast<const void*>(sm90::dense_decode::dense_decode_kernel<__nv_bfloat16>)
-                       : reinterpret_cast<const void*>(sm90::dense_decode::dense_decode_kernel<__half>);
-  FLASHMLA_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(sizeof(sm90::dense_decode::Smem<__nv_bfloat16>))));
+  set_smem_attributes();
   return plan;
 }
 
@@ -131,9 +187,9 @@ void dense_decode_run(const DenseDecodeParams& p, const DenseDecodePlan& plan, v
   if (workspace == nullptr) detail::fail("workspace: null; allocate plan.workspace_bytes on the device");
   sm90::DeviceGuard guard(plan.device);
   if (p.q.dtype == DType::kBFloat16) {
-    launch<__nv_bfloat16>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+    launch<__nv_bfloat16, cutlass::bfloat16_t>(p, plan, workspace, static_cast<cudaStream_t>(stream));
   } else {
-    launch<__half>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+    launch<__half, cutlass::half_t>(p, plan, workspace, static_cast<cudaStream_t>(stream));
   }
 }
 

@@ -1,0 +1,59 @@
+// Tile shapes, shared-memory layouts and MMA atoms of the sm_90 dense decode kernel (docs/kernels/dense_decode.md).
+#pragma once
+
+#include <cute/tensor.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+#include <cutlass/numeric_types.h>
+
+#include <cstdint>
+
+namespace flashmla::sm90::dense_decode {
+
+using namespace cute;
+
+constexpr int kBlockM = 64;              // query rows per CTA (s_q x heads of one KV head)
+constexpr int kBlockN = 64;              // KV tokens per tile (the schedule's block_size_n)
+constexpr int kDqk = 576;
+constexpr int kDv = 512;
+constexpr int kChunk = 64;               // dims per TMA box / per K chunk barrier (128 bytes, the swizzle span)
+constexpr int kChunks = kDqk / kChunk;   // 9
+constexpr int kStages = 2;               // KV tiles in flight
+constexpr int kThreads = 256;            // two math warpgroups; they also issue the TMA loads
+constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
+
+// Named barriers (CUTLASS user ids, offset past CUTLASS's reserved ones).
+enum NamedBarrierId : uint32_t { kPFull = 1, kPFree = 2, kWg0Sync = 3, kWg1Sync = 4 };
+
+template <typename E>  // cutlass::bfloat16_t or cutlass::half_t
+struct Config {
+  // Q and a KV tile: (row, dim) K-major with 128-byte swizzle. Dim chunk c (64 dims) of all 64 rows is one
+  // contiguous 8 KB block, which is exactly what one TMA box of 64 dims x 64 tokens writes.
+  using LayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kBlockM>, Int<kDqk>>{}));
+  using LayoutKV = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kBlockN>, Int<kDqk>, Int<kStages>>{}));
+  // V = the first 512 dims of the same tile, seen as (dim, token, stage): MN-major for the PV wgmma. Same bytes.
+  using LayoutV = decltype(composition(
+      LayoutKV{}, make_layout(Shape<Int<kHalfDv>, Int<kBlockN>, Int<kStages>>{},
+                              Stride<Int<kBlockN>, _1, Int<kBlockN * kDqk>>{})));
+  // P: (row, token) K-major, the A operand of PV.
+  using LayoutP = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kBlockM>, Int<kBlockN>>{}));
+
+  using MmaQK = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kBlockN>, _16>>()));
+  using MmaPV = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kHalfDv>, _16>,
+                                                               GMMA::Major::K, GMMA::Major::MN>()));
+};
+
+template <typename E>
+struct alignas(1024) SharedStorage {
+  alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
+  alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B
+  alignas(1024) E p[kBlockM * kBlockN];              //   8,192 B
+  float row_scale[kBlockM];  // per tile: alpha = exp2(m_old - m_new); at the end of a request: 1 / l
+  uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
+};
+
+/// Dynamic shared memory to request: the storage plus room to align its start to 1024 bytes.
+template <typename E>
+constexpr int kSmemBytes = static_cast<int>(sizeof(SharedStorage<E>)) + 1024;
+static_assert(kSmemBytes<cutlass::bfloat16_t> <= 227 * 1024, "exceeds the 227 KB of shared memory of an sm_90 CTA");
+
+}  // namespace flashmla::sm90::dense_decode

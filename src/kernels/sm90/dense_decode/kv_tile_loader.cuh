@@ -1,0 +1,57 @@
+// KV tile loader of the sm_90 dense decode kernel: fills one stage (64 tokens x 576 dims, swizzled) of shared memory
+// from the paged cache with TMA, signalling one transaction barrier per 64-dim chunk so that QK^T can start on the
+// first chunk while the others are in flight.
+//
+// This is the one part that knows the cache's storage format. It takes page sizes that are multiples of 8 and either
+// divide 64 or are multiples of 64: a tile is then made of whole boxes of min(page, 64) tokens, each landing on a
+// 1024-byte boundary of the swizzled tile. Other formats (other page sizes, the FP8 cache) replace this struct.
+#pragma once
+
+#include <cuda.h>
+
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cutlass/arch/barrier.h>
+
+#include "kernels/sm90/dense_decode/config.cuh"
+
+namespace flashmla::sm90::dense_decode {
+
+struct PagedTmaKvLoader {
+  // Tensor map over k_cache seen as (dim 576, token in page, kv head, block), innermost first; box (64, rows, 1, 1).
+  CUtensorMap map;
+  int page;       // page_block_size
+  int box_rows;   // min(page, 64)
+  uint64_t cache_hint;  // L2 policy of the loads (cute::TMA::CacheHintSm90)
+
+  /// True when this loader can serve `page` (see the file comment).
+  static constexpr bool supports(int64_t page) {
+    return page > 0 && page % 8 == 0 && (kBlockN % page == 0 || page % kBlockN == 0);
+  }
+
+  /// Issues the loads of dim chunks [c0, c1) of tokens [tok0, tok0 + valid) of one request (block_table row `bt`)
+  /// for KV head `g` into `dst` (one stage, element type E), arming `full[c]` with the bytes chunk c will receive.
+  /// Single thread. Tokens past `valid` inside a loaded box are copied too (they are in bounds of their page); boxes
+  /// entirely past `valid` are not loaded, so their rows keep stale data. Either way the math masks those rows.
+  template <typename E>
+  __device__ void load_chunks(E* dst, uint64_t* full, const int32_t* bt, int tok0, int valid, int g, int c0,
+                              int c1) const {
+    const int pieces = (valid + box_rows - 1) / box_rows;
+    const uint32_t bytes = static_cast<uint32_t>(pieces * box_rows * kChunk * sizeof(E));
+#pragma unroll 1
+    for (int c = c0; c < c1; ++c) cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[c], bytes);
+#pragma unroll 1
+    for (int j = 0; j < pieces; ++j) {
+      const int tok = tok0 + j * box_rows;
+      const int block = bt[tok / page];
+      const int in_page = tok % page;
+#pragma unroll 1
+      for (int c = c0; c < c1; ++c) {
+        // Chunk c of the tile is rows 0..63 x dims [64c, 64c + 64); piece j starts at row j * box_rows.
+        cute::SM90_TMA_LOAD_4D::copy(&map, &full[c], cache_hint, dst + c * kBlockN * kChunk + j * box_rows * kChunk,
+                                     c * kChunk, in_page, g, block);
+      }
+    }
+  }
+};
+
+}  // namespace flashmla::sm90::dense_decode
