@@ -67,7 +67,7 @@ T* dalloc(size_t n) {
 
 }  // namespace
 
-nlohmann::json run_gpu_dense(int reps) {
+nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
   FLASHMLA_CUDA_CHECK(cudaSetDevice(0));
   cudaDeviceProp prop;
   FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -85,6 +85,7 @@ nlohmann::json run_gpu_dense(int reps) {
   nlohmann::json cases = nlohmann::json::array();
   std::mt19937 gen(7);
   for (const Case& c : kCases) {
+    if (!filter.empty() && name(c).find(filter) == std::string::npos) continue;
     // Lengths: N(s_k, s_k / 2) clipped below at s_q when varlen (mean about s_k), else s_k.
     std::vector<int32_t> lens(c.b);
     std::normal_distribution<double> nd(c.s_k, c.s_k / 2.0);

@@ -110,8 +110,19 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* works
   c.lse = p.lse.ptr<float>(), c.lse_stride_b = p.lse.stride[0], c.lse_stride_h = p.lse.stride[1];
   c.lse_stride_s = p.lse.stride[2];
   c.s_q = static_cast<int>(plan.s_q), c.h_q = static_cast<int>(plan.h_q);
-  const dim3 cgrid(static_cast<unsigned>(plan.batch * plan.s_q), static_cast<unsigned>((plan.h_q + 7) / 8));
-  sm90::combine::combine_kernel<T><<<cgrid, 256, 0, stream>>>(c);
+  // Programmatic dependent launch: the combine grid is scheduled while the main kernel drains and waits for it with
+  // griddepcontrol.wait (all of the main kernel's writes visible), so its launch latency is hidden.
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(plan.batch * plan.s_q),
+                     static_cast<unsigned>((plan.h_q + sm90::combine::kRowsPerCta - 1) / sm90::combine::kRowsPerCta));
+  cfg.blockDim = dim3(256);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  FLASHMLA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sm90::combine::combine_kernel<T>, c));
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -208,6 +208,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
+  // Let the combine grid (programmatic dependent launch) be scheduled; it waits for this grid's completion itself.
+  asm volatile("griddepcontrol.launch_dependents;");
   if (threadIdx.x == 0) {  // prologue: tiles 0 and 1, every chunk
     for (int st = 0; st < kStages; ++st) ahead.load_and_next(p, e, ss, st, g, 0, kChunks);
   } else {
@@ -318,12 +320,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes -> visible to wgmma
     NamedBarrier::sync(128, kWg0Sync);
 
-    // One tile; kHasPrev: the previous tile's PV is still to be issued (overlapped with this tile's softmax).
-    auto step = [&](int blk, int prev_st, auto has_prev) {
-      constexpr bool kHasPrev = decltype(has_prev)::value;
+#pragma unroll 1
+    for (int blk = start; blk < end; ++blk, ++t) {
       const int st = t % kStages;
       const uint32_t phase = (t / kStages) & 1;
-      // One wgmma group per chunk: wait for its TMA, then issue its 4 k-steps.
+      // S = Q K^T: one wgmma group per chunk, each issued as soon as its TMA has landed.
 #pragma unroll 1
       for (int ci = 0; ci < kChunks; ++ci) {
         const int c = chunk_order(ci);
@@ -339,14 +340,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         warpgroup_commit_batch();
         warpgroup_fence_operand(tSrS);
       }
-      if constexpr (kHasPrev) {
-        pv(prev_st);
-        warpgroup_wait<1>();
-      } else {
-        warpgroup_wait<0>();
-      }
+      warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      if (elected) ahead.load_and_next(p, e, ss, st, g, kChunks - 1, kChunks);  // chunk 8 is free
+      if (elected) ahead.load_and_next(p, e, ss, st, g, kChunks - 1, kChunks);  // chunk 8 (K only) is free
 
       // Online softmax in base 2 over this tile.
       const int tok0 = blk * kBlockN;
@@ -381,13 +377,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 2);
         l[j] = l[j] * alpha[j] + sum[j];
       }
-
-      if constexpr (kHasPrev) {
-        warpgroup_wait<0>();  // PV(t - 1) of this warpgroup
-        warpgroup_fence_operand(tOrO);
-        if (elected) ahead_v.load_and_next(p, e, ss, prev_st, g, 0, kHalfDv / kChunk);  // chunks 0-3 are free
-      }
       rescale_o(alpha);
+
       const int valid = min(kBlockN, len - tok0);
       if (valid < kBlockN) zero_tail_rows(ss.kv[st], valid, 0, t128, kWg0Sync);
       if (p_owed) NamedBarrier::sync(256, kPFree);  // warpgroup 1 is done with P(t - 1)
@@ -397,18 +388,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       NamedBarrier::sync(128, kWg0Sync);  // all of P is written before this warpgroup's PV reads it
       NamedBarrier::arrive(256, kPFull);
       p_owed = true;
-      ++t;
-      return st;
-    };
 
-    if (start < end) {
-      int prev_st = step(start, 0, cute::false_type{});
-#pragma unroll 1
-      for (int blk = start + 1; blk < end; ++blk) prev_st = step(blk, prev_st, cute::true_type{});
-      pv(prev_st);
+      // O[:, 0:256] += P V right away (concurrently with warpgroup 1's half), so that chunks 0-3 are refilled a
+      // whole tile ahead of their next use.
+      pv(st);
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
-      if (elected) ahead_v.load_and_next(p, e, ss, prev_st, g, 0, kHalfDv / kChunk);
+      if (elected) ahead_v.load_and_next(p, e, ss, st, g, 0, kHalfDv / kChunk);
     }
 
     // Epilogue: one split -> out and natural-log lse; several -> fp32 partial and base-2 lse.
