@@ -1,0 +1,80 @@
+// Host-side checks of the sm_90 dense decode kernel's shared-memory layouts (no GPU needed; compiled by nvcc).
+//
+// The kernel relies on three facts that are not visible in its types:
+//   1. a TMA box of 64 dims x R tokens written with 128-byte swizzle lands exactly where the CuTe layout of the KV
+//      tile expects each element (TMA swizzle: byte offset bits [4:6] ^= bits [7:9] within a 1024-byte-aligned span,
+//      CUDA programming guide, "TMA swizzle");
+//   2. the V view (dim, token) used by the PV wgmma addresses the same bytes as the K view (token, dim), and the
+//      second warpgroup's half is the first half moved by a plain element offset;
+//   3. the hand-written P store address formula matches LayoutP.
+#include <gtest/gtest.h>
+
+#include "kernels/sm90/dense_decode/config.cuh"
+
+namespace flashmla::sm90::dense_decode {
+namespace {
+
+using E = cutlass::bfloat16_t;
+using C = Config<E>;
+
+// CuTe applies the 128-byte swizzle of a GMMA layout to the shared-memory *address* (the layout carries a
+// smem_ptr_flag), as the hardware does, so offsets are read back from a tensor over a 1024-byte-aligned base.
+alignas(1024) E g_smem[kStages * kBlockN * kDqk];
+
+template <typename Layout, typename... Coord>
+int offset_of(const Layout& layout, Coord... coord) {
+  auto t = make_tensor(make_smem_ptr(g_smem), layout);
+  return static_cast<int>(&t(coord...) - g_smem);
+}
+
+// Element offset that TMA's 128-byte swizzle gives element e of 16-byte unit u of row r of a box based at a
+// 1024-byte boundary (2-byte elements: 64 per 128-byte row, 8 per unit).
+int tma_sw128_offset(int r, int u, int e) { return r * 64 + ((u ^ (r % 8)) * 8) + e; }
+
+TEST(Sm90SmemLayouts, KvTileMatchesTmaBoxes) {
+  const auto kv = C::LayoutKV{};
+  for (int s = 0; s < kStages; ++s)
+    for (int c = 0; c < kChunks; ++c)
+      for (int k = 0; k < kBlockN; ++k)
+        for (int u = 0; u < 8; ++u)
+          for (int e = 0; e < 8; ++e) {
+            // Chunk c of stage s is one 64-row box at element s * 64 * 576 + c * 64 * 64 (8 KB, 1024-byte aligned).
+            const int expect = s * kBlockN * kDqk + c * kBlockN * kChunk + tma_sw128_offset(k, u, e);
+            ASSERT_EQ(offset_of(kv, k, c * kChunk + u * 8 + e, s), expect) << s << " " << c << " " << k;
+          }
+}
+
+TEST(Sm90SmemLayouts, QMatchesTheKvTileLayoutAndKeeps16ByteUnits) {
+  const auto q = C::LayoutQ{};
+  const auto kv = C::LayoutKV{};
+  for (int r = 0; r < kBlockM; ++r)
+    for (int d = 0; d < kDqk; ++d) {
+      ASSERT_EQ(offset_of(q, r, d), offset_of(kv, r, d, 0));
+      // load_q and zero_tail_rows write 8 elements from &tensor(r, d) for d % 8 == 0.
+      if (d % 8) ASSERT_EQ(offset_of(q, r, d), offset_of(q, r, d - d % 8) + d % 8);
+    }
+}
+
+TEST(Sm90SmemLayouts, VViewAliasesTheKTile) {
+  const auto kv = C::LayoutKV{};
+  const auto v = C::LayoutV{};
+  for (int half = 0; half < 2; ++half)
+    for (int s = 0; s < kStages; ++s)
+      for (int d = 0; d < kHalfDv; ++d)
+        for (int k = 0; k < kBlockN; ++k) {
+          // Warpgroup `half` builds its V tensor at element offset half * kHalfDv * kBlockN.
+          ASSERT_EQ(half * kHalfDv * kBlockN + offset_of(v, d, k, s), offset_of(kv, k, half * kHalfDv + d, s));
+        }
+}
+
+TEST(Sm90SmemLayouts, PStoreFormulaMatchesLayoutP) {
+  const auto lp = C::LayoutP{};
+  for (int row = 0; row < kBlockM; ++row)
+    for (int col = 0; col < kBlockN; ++col) {
+      // kernel.cuh store_p: row * 64 + ((col / 8) ^ (row % 8)) * 8 + col % 8
+      ASSERT_EQ(offset_of(lp, row, col), row * kBlockN + ((col / 8) ^ (row % 8)) * 8 + col % 8);
+    }
+}
+
+}  // namespace
+}  // namespace flashmla::sm90::dense_decode
