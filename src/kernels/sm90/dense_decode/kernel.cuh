@@ -296,9 +296,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll
     for (int i = 0; i < size(acc); i += 2) {
       const int j = (i / 2) % 2, unit = i / 4;  // row slot, 8-column group
-      E* dst = ss.p + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col;
-      dst[0] = E(acc(i));
-      dst[1] = E(acc(i + 1));
+      E pair[2] = {E(acc(i)), E(acc(i + 1))};  // adjacent columns: one 32-bit store
+      *reinterpret_cast<uint32_t*>(ss.p + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = *reinterpret_cast<uint32_t*>(pair);
     }
   };
   // Chunks in the order they are refilled (8, then 4-7 by warpgroup 1, then 0-3), so QK^T waits least.

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Turns the files scripts/gpu-results wrote into docs/results/<date>-<name>.{json,md}.
+
+Usage: tools/results_summary.py <run dir> <name> "<kernel description>" ["<notes>"]
+JSON form (issue 3): {"commit","gpu","date","op","tests":{"passed","failed"},"cases":[{"name","us","tflops","gbps",
+"flashmla_us","ratio"}]}, plus sched_us per case and free-form detail.
+"""
+import datetime, json, math, pathlib, re, sys
+
+run, name, kernel = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+notes = sys.argv[4] if len(sys.argv) > 4 else ""
+commit = (run / "commit.txt").read_text().strip()[:7]
+gpu = (run / "gpu.txt").read_text().strip()
+
+
+def gtest_counts(log):
+    text = (run / log).read_text()
+    passed = sum(int(n) for n in re.findall(r"^\[  PASSED  \] (\d+) test", text, re.M))
+    failed = sum(int(n) for n in re.findall(r"^\[  FAILED  \] (\d+) test", text, re.M))
+    ran = re.search(r"^rc=(\d+)", text, re.M)
+    return passed, failed, int(ran.group(1)) if ran else -1
+
+
+cpu_p, cpu_f, cpu_rc = gtest_counts("cpu-tests.log")
+gpu_p, gpu_f, gpu_rc = gtest_counts("gpu-tests.log")
+san = {}
+for tool in ("memcheck", "synccheck", "racecheck"):
+    text = (run / f"sanitizer-{tool}.log").read_text()
+    m = re.search(r"(ERROR|RACECHECK) SUMMARY: (.*)", text)
+    san[tool] = m.group(2).strip() if m else "no summary (did not finish)"
+cases = json.loads((run / "bench.json").read_text())["cases"]
+keep = ("name", "us", "sched_us", "tflops", "gbps", "flashmla_us", "ratio")
+cases = [{k: c[k] for k in keep} for c in cases]
+geo = lambda xs: math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+all_r = [c["ratio"] for c in cases]
+big_r = [c["ratio"] for c in cases if c["name"].startswith("b=128 ") and "h_q=128 " in c["name"]]
+date = datetime.date.today().isoformat()
+detail = (f"CPU suite {cpu_p} passed / {cpu_f} failed (rc {cpu_rc}); GPU suite {gpu_p} passed / {gpu_f} failed "
+          f"(rc {gpu_rc}); compute-sanitizer on the smoke subset: " +
+          "; ".join(f"{t}: {s}" for t, s in san.items()))
+doc = {"commit": commit, "gpu": gpu, "date": date, "op": "dense_decode", "kernel": kernel,
+       "tests": {"passed": cpu_p + gpu_p, "failed": cpu_f + gpu_f, "detail": detail},
+       "summary": {"geomean_ratio_all": geo(all_r), "geomean_ratio_b128_hq128": geo(big_r),
+                   "best_ratio": min(all_r), "worst_ratio": max(all_r),
+                   "cases_within_1.25": sum(r <= 1.25 for r in all_r), "cases": len(all_r)},
+       "cases": cases}
+out = pathlib.Path("docs/results") / f"{date}-{name}"
+out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+lines = [f"# Dense decode, {kernel}, H200 — {date}", "",
+         f"Commit measured: `{commit}`. GPU: {gpu}. Method: end to end per call (main kernel + combine) as one "
+         "CUDA-graph replay, schedule built once and reused, 512 MiB memset before each call, CUDA events, median of 30.",
+         "", f"Tests: {detail}.", "",
+         f"Ratio to FlashMLA (us / FlashMLA us): geometric mean {geo(all_r):.2f}x over all {len(all_r)} cases, "
+         f"{geo(big_r):.2f}x over the b=128 h_q=128 cases; best {min(all_r):.2f}, worst {max(all_r):.2f}; "
+         f"{sum(r <= 1.25 for r in all_r)} of {len(all_r)} cases within the 1.25 target.", ""]
+if notes:
+    lines += [notes, ""]
+lines += ["| case | us | sched us | TFLOP/s | GB/s | FlashMLA us | ratio |", "|---|---|---|---|---|---|---|"]
+lines += [f"| {c['name']} | {c['us']:.1f} | {c['sched_us']:.1f} | {c['tflops']:.0f} | {c['gbps']:.0f} | "
+          f"{c['flashmla_us']:.1f} | {c['ratio']:.2f} |" for c in cases]
+out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+print(out.with_suffix(".md").read_text())
