@@ -265,11 +265,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         if (elected) ahead.load_and_next(p, e, ss, st, g, kHalfDv / kChunk, kDv / kChunk);  // chunks 4-7 are free
-        NamedBarrier::sync(256, kPFree);  // done with P(t) and row_scale
+        NamedBarrier::arrive(256, kPFree);  // done with P(t) and row_scale
       }
       NamedBarrier::sync(256, kPFull);  // 1 / l of the segment's rows
       const float inv_l[2] = {ss.row_scale[my_row[0]], ss.row_scale[my_row[1]]};
-      NamedBarrier::sync(256, kPFree);
+      NamedBarrier::arrive(256, kPFree);
       bool split;
       const int slot = split_slot(r, split);
       store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, kHalfDv, split, slot);
@@ -385,7 +385,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       store_p(tSrS);
       if (t128 % 4 == 0) ss.row_scale[my_row[0]] = alpha[0], ss.row_scale[my_row[1]] = alpha[1];
       cutlass::arch::fence_view_async_shared();
-      NamedBarrier::sync(256, kPFull);  // P(t) and alpha(t) are complete, for both warpgroups' PV
+      NamedBarrier::sync(128, kWg0Sync);   // all of P is written before this warpgroup's PV reads it
+      NamedBarrier::arrive(256, kPFull);  // ... and before warpgroup 1's
       p_owed = true;
 
       // O[:, 0:256] += P V right away (concurrently with warpgroup 1's half), so that chunks 0-3 are refilled a
@@ -400,7 +401,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     const float inv_l[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
     if (p_owed) NamedBarrier::sync(256, kPFree);
     if (t128 % 4 == 0) ss.row_scale[my_row[0]] = inv_l[0], ss.row_scale[my_row[1]] = inv_l[1];
-    NamedBarrier::sync(256, kPFull);
+    NamedBarrier::arrive(256, kPFull);
     p_owed = true;
     bool split;
     const int slot = split_slot(r, split);
@@ -420,7 +421,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       }
     }
   });
-  if (p_owed) NamedBarrier::sync(256, kPFree);  // pairs with warpgroup 1's last kPFree
+  if (p_owed) NamedBarrier::sync(256, kPFree);  // completes warpgroup 1's last kPFree arrival
 }
 
 }  // namespace flashmla::sm90::dense_decode
