@@ -85,9 +85,13 @@ TEST(DenseDecodeGpu, NonContiguousQAndPaddedBlockStride) {
 }
 
 TEST(DenseDecodeGpu, OtherPageSizes) {
-  for (int64_t page : {1, 16, 33, 256}) {
+  // TMA loader: multiples of 8 that divide 64 or are multiples of 64 (several boxes per tile, or a tile inside a
+  // page); the fallback kernel: everything else.
+  for (int64_t page : {1, 8, 16, 32, 33, 128, 256}) {
     Rng r(14 + page);
     DenseCase c = make_dense_case(r, 3, 2, 16, 1, page, 300, true, true, DType::kBFloat16);
+    const bool tma = page % 8 == 0 && (64 % page == 0 || page % 64 == 0);
+    EXPECT_EQ(GpuDense(c).plan.kernel, tma ? DenseDecodeKernel::kWgmmaTma : DenseDecodeKernel::kFallback) << page;
     EXPECT_TRUE(check_case(c)) << "page " << page;
   }
 }
