@@ -3,10 +3,11 @@
 // One CTA = one (schedule part, KV head g, m-block of 64 query rows). It walks the requests ("segments") and 64-token
 // KV tiles its schedule entry assigns; both warpgroups walk the same sequence, so tile t means the same to both.
 //
-//   warpgroup 0: Q of each segment into smem; S = Q K^T (wgmma 64x64x16, one wait per 64-dim chunk) overlapped with
-//                O[:, 0:256] += P V of the previous tile; online softmax in base 2; publishes P (input dtype) and the
-//                row rescale factor in smem.
-//   warpgroup 1: waits for P, rescales O[:, 256:512], O[:, 256:512] += P V.
+//   warpgroup 0: Q of each segment into smem; S = Q K^T (wgmma 64x64x16, one commit group per 64-dim chunk, each
+//                issued when its TMA has landed); online softmax in base 2; publishes P (input dtype) and the row
+//                rescale factor in smem (bar.arrive kPFull); O[:, 0:256] += P V.
+//   warpgroup 1: waits for P (bar.sync kPFull), rescales O[:, 256:512], O[:, 256:512] += P V, releases P
+//                (bar.arrive kPFree; warpgroup 0 syncs on it before the next P).
 //
 // KV tiles live in a 2-stage ring. There is no producer warp: the thread that finishes the last read of a 64-dim
 // chunk of a stage refills that chunk with the tile two steps ahead (chunk 8, K only: after QK^T; chunks 0-3: after
