@@ -21,18 +21,7 @@ constexpr int kOverheadBlocks = 5;
 
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 
-void expect_16b(const TensorView& t, const char* arg) {
-  for (int d = 0; d < t.ndim - 1; ++d) {
-    if (t.shape[d] > 1 && t.stride[d] % 8 != 0) {
-      throw Unsupported(std::string(arg) + ": the sm_90 kernel needs strides that are multiples of 8 elements (16 " +
-                        "bytes), got " + t.stride_string());
-    }
-  }
-  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) {
-    throw Unsupported(std::string(arg) + ": the sm_90 kernel needs a 16-byte aligned data pointer");
-  }
-}
-
+// True when every row of `t` (all but the last dim) starts on 16 bytes: aligned base, strides multiples of 8 elements.
 bool vec16_ok(const TensorView& t) {
   if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) return false;
   for (int d = 0; d < t.ndim - 1; ++d) {
@@ -41,9 +30,15 @@ bool vec16_ok(const TensorView& t) {
   return true;
 }
 
-// Fills the fields both main kernels share (Params of either kernel).
-template <typename KP>
-void fill_common(KP& k, const DenseDecodeParams& p, const DenseDecodePlan& plan, char* ws) {
+void expect_16b(const TensorView& t, const char* arg) {
+  if (!vec16_ok(t)) {
+    throw Unsupported(std::string(arg) + ": the sm_90 kernel needs a 16-byte aligned data pointer and strides that " +
+                      "are multiples of 8 elements (16 bytes), got strides " + t.stride_string());
+  }
+}
+
+// Fills the fields both main kernels share.
+void fill_common(sm90::dense_decode::CommonParams& k, const DenseDecodeParams& p, const DenseDecodePlan& plan, char* ws) {
   k.q = p.q.data;
   k.q_stride_b = p.q.stride[0], k.q_stride_s = p.q.stride[1], k.q_stride_h = p.q.stride[2];
   k.block_table = p.block_table.ptr<const int32_t>();

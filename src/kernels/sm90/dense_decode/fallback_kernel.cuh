@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "core/decode_schedule.h"
+#include "kernels/sm90/dense_decode/common_params.h"
 
 namespace flashmla::sm90::dense_decode::fallback {
 
@@ -36,25 +37,10 @@ struct Smem {
   int row_end[kRows];         // exclusive token bound of each row (length, causal mask)
 };
 
-struct Params {
-  const void* q;
-  int64_t q_stride_b, q_stride_s, q_stride_h;
+struct Params : CommonParams {
   const void* k;
   int64_t k_stride_block, k_stride_tok, k_stride_head;
-  const int32_t* block_table;
-  int64_t bt_stride;
-  const int32_t* seqlens;
-  void* out;
-  int64_t o_stride_b, o_stride_s, o_stride_h;
-  float* lse;
-  int64_t lse_stride_b, lse_stride_h, lse_stride_s;
-  float* o_accum;    // (max_splits, s_q, h_q, kDv), contiguous
-  float* lse_accum;  // (max_splits, s_q, h_q), contiguous, base 2
-  const DecodeSchedEntry* sched;
-  const int32_t* split_offsets;
-  int b, s_q, h_q, h_kv, hpg, page, m_blocks;
-  float scale_log2;  // softmax_scale * log2(e)
-  bool causal;
+  int page;
 };
 
 template <typename T>

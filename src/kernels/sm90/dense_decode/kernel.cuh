@@ -27,30 +27,15 @@
 #include <cstdint>
 
 #include "core/decode_schedule.h"
+#include "kernels/sm90/dense_decode/common_params.h"
 #include "kernels/sm90/dense_decode/config.cuh"
 #include "kernels/sm90/dense_decode/kv_tile_loader.cuh"
 
 namespace flashmla::sm90::dense_decode {
 
-struct Params {
-  PagedTmaKvLoader kv;  // holds the CUtensorMap (64-byte aligned): keep first
-  const void* q;
-  int64_t q_stride_b, q_stride_s, q_stride_h;
-  bool q_vec16;  // q rows can be read with 16-byte loads (aligned base and strides)
-  const int32_t* block_table;
-  int64_t bt_stride;
-  const int32_t* seqlens;
-  void* out;
-  int64_t o_stride_b, o_stride_s, o_stride_h;
-  float* lse;
-  int64_t lse_stride_b, lse_stride_h, lse_stride_s;
-  float* o_accum;    // (max_splits, s_q, h_q, kDv), contiguous
-  float* lse_accum;  // (max_splits, s_q, h_q), contiguous, base 2
-  const DecodeSchedEntry* sched;
-  const int32_t* split_offsets;
-  int b, s_q, h_q, h_kv, hpg, m_blocks;
-  float scale_log2;  // softmax_scale * log2(e)
-  bool causal;
+struct Params : CommonParams {
+  PagedTmaKvLoader kv;  // holds the CUtensorMap (64-byte aligned)
+  bool q_vec16;         // q rows can be read with 16-byte loads (aligned base and strides)
 };
 
 using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
