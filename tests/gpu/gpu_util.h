@@ -37,11 +37,12 @@ inline TensorView on_device(TensorView host_view, void* dev) {
 
 /// Device copy of a DenseCase; outputs poisoned with NaN bytes before every run.
 struct GpuDense {
-  std::unique_ptr<DeviceBuffer> q, cache, bt, lens, out, lse, ws;
+  std::unique_ptr<DeviceBuffer> q, cache, bt, lens, out, lse, ws, meta, splits;
   DenseDecodeParams p;
   DenseDecodePlan plan;
+  DenseDecodeSchedule sched;
 
-  explicit GpuDense(DenseCase& c) {
+  explicit GpuDense(DenseCase& c, int num_parts = 0) {
     DenseDecodeParams h = c.params();
     q = DeviceBuffer::from(c.q), cache = DeviceBuffer::from(c.cache), bt = DeviceBuffer::from(c.block_table);
     lens = DeviceBuffer::from(c.seqlens);
@@ -51,8 +52,12 @@ struct GpuDense {
     p.q = on_device(h.q, q->ptr), p.k_cache = on_device(h.k_cache, cache->ptr);
     p.block_table = on_device(h.block_table, bt->ptr), p.cache_seqlens = on_device(h.cache_seqlens, lens->ptr);
     p.out = on_device(h.out, out->ptr), p.lse = on_device(h.lse, lse->ptr);
-    plan = plan_dense_decode(p);
+    plan = plan_dense_decode(p, num_parts);
     ws = std::make_unique<DeviceBuffer>(plan.workspace_bytes);
+    meta = std::make_unique<DeviceBuffer>(plan.num_parts * 8 * sizeof(int32_t));
+    splits = std::make_unique<DeviceBuffer>((plan.batch + 1) * sizeof(int32_t));
+    sched.tile_scheduler_metadata = TensorView::contiguous(meta->ptr, DType::kInt32, {plan.num_parts, 8}, 0);
+    sched.num_splits = TensorView::contiguous(splits->ptr, DType::kInt32, {plan.batch + 1}, 0);
   }
   void poison(cudaStream_t s = nullptr) {
     cudaMemsetAsync(out->ptr, 0xff, out->bytes, s);
@@ -60,8 +65,8 @@ struct GpuDense {
   }
   void run(cudaStream_t s = nullptr) {
     poison(s);
-    dense_decode_schedule(p, plan, ws->ptr, s);
-    dense_decode_run(p, plan, ws->ptr, s);
+    dense_decode_schedule(p.cache_seqlens, sched, s);
+    dense_decode_run(p, plan, sched, ws->ptr, s);
   }
   void fetch(std::vector<uint16_t>& o, std::vector<float>& l) {
     o.resize(out->bytes / 2), l.resize(lse->bytes / 4);

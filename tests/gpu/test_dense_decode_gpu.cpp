@@ -11,8 +11,8 @@ struct HeadPair {
 const std::vector<HeadPair> kAllPairs = {{1, 1},  {3, 1},  {3, 3},  {9, 1},   {9, 3},   {16, 1},  {16, 2},
                                          {16, 8}, {63, 1}, {63, 3}, {64, 1},  {64, 2},  {64, 8},  {126, 1},
                                          {126, 2}, {126, 3}, {128, 1}, {128, 2}, {128, 8}};
-::testing::AssertionResult check_case(DenseCase& c) {
-  GpuDense g(c);  // first: params() re-poisons the host outputs
+::testing::AssertionResult check_case(DenseCase& c, int num_parts = 0) {
+  GpuDense g(c, num_parts);  // first: params() re-poisons the host outputs
   ref::dense_decode(c.params());
   g.run();
   if (cudaDeviceSynchronize() != cudaSuccess) return ::testing::AssertionFailure() << "CUDA error";
@@ -136,6 +136,42 @@ TEST(DenseDecodeGpu, GraphReplayEqualsEager) {
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(s);
+}
+
+// A schedule may have any number of parts (FlashMLA's old eager metadata is built before the page size is known):
+// fewer parts than SMs, one part, and more parts than requests x blocks all give the reference result.
+TEST(DenseDecodeGpu, AnyNumPartsMatchesReference) {
+  for (int num_parts : {1, 3, 17, 400}) {
+    Rng r(18 + num_parts);
+    DenseCase c = make_dense_case(r, 5, 2, 16, 1, 64, 700, true, true, DType::kBFloat16);
+    EXPECT_TRUE(check_case(c, num_parts)) << "num_parts " << num_parts;
+  }
+}
+
+TEST(DenseDecodeGpu, ScheduleArgumentsAreChecked) {
+  Rng r(19);
+  DenseCase c = make_dense_case(r, 3, 1, 16, 1, 64, 100, false, false, DType::kBFloat16);
+  GpuDense g(c);
+  auto expect_error = [&](DenseDecodeSchedule s, const char* text) {
+    try {
+      dense_decode_run(g.p, g.plan, s, g.ws->ptr, nullptr);
+      ADD_FAILURE() << "accepted a bad schedule: " << text;
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  DenseDecodeSchedule s = g.sched;
+  s.tile_scheduler_metadata.shape[0] += 1;  // built for another number of parts
+  expect_error(s, "tile_scheduler_metadata: dim 0 (num_parts)");
+  s = g.sched;
+  s.num_splits.shape[0] = 3;  // b, not b + 1
+  expect_error(s, "num_splits: dim 0 (b + 1)");
+  s = g.sched;
+  s.num_splits.dtype = DType::kFloat32;
+  expect_error(s, "num_splits: expected dtype int32");
+  s = g.sched;
+  s.tile_scheduler_metadata.device = kCpuDevice;
+  expect_error(s, "tile_scheduler_metadata: expected a tensor on cuda:0");
 }
 
 TEST(DenseDecodeGpu, HostTensorsAreRejected) {

@@ -119,13 +119,17 @@ nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
     p.causal = c.causal;
     const DenseDecodePlan plan = plan_dense_decode(p);
     char* ws = dalloc<char>(plan.workspace_bytes);
+    auto* d_meta = dalloc<int32_t>(plan.num_parts * 8);
+    auto* d_splits = dalloc<int32_t>(c.b + 1);
+    const DenseDecodeSchedule sched{TensorView::contiguous(d_meta, DType::kInt32, {plan.num_parts, 8}, 0),
+                                    TensorView::contiguous(d_splits, DType::kInt32, {c.b + 1}, 0)};
 
     // Schedule cost (the first call of a step), then the per-layer call as a graph.
     std::vector<float> sched_t, run_t;
     for (int r = 0; r < reps; ++r) {
       FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
       FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
-      dense_decode_schedule(p, plan, ws, stream);
+      dense_decode_schedule(p.cache_seqlens, sched, stream);
       FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
       FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
       float ms;
@@ -135,7 +139,7 @@ nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     FLASHMLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    dense_decode_run(p, plan, ws, stream);
+    dense_decode_run(p, plan, sched, ws, stream);
     FLASHMLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
     FLASHMLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
@@ -162,7 +166,7 @@ nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
                      {"flashmla_us", c.flashmla_us}, {"ratio", ratio}});
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
-    for (void* ptr : std::initializer_list<void*>{q, kv, d_bt, d_lens, out, lse, ws}) cudaFree(ptr);
+    for (void* ptr : std::initializer_list<void*>{q, kv, d_bt, d_lens, out, lse, ws, d_meta, d_splits}) cudaFree(ptr);
   }
   cudaFree(flush);
   cudaEventDestroy(e0);

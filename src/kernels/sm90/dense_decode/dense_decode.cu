@@ -2,6 +2,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <limits>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "core/checks.h"
@@ -38,7 +41,8 @@ void expect_16b(const TensorView& t, const char* arg) {
 }
 
 // Fills the fields both main kernels share.
-void fill_common(sm90::dense_decode::CommonParams& k, const DenseDecodeParams& p, const DenseDecodePlan& plan, char* ws) {
+void fill_common(sm90::dense_decode::CommonParams& k, const DenseDecodeParams& p, const DenseDecodePlan& plan,
+                 const DenseDecodeSchedule& sched, char* ws) {
   k.q = p.q.data;
   k.q_stride_b = p.q.stride[0], k.q_stride_s = p.q.stride[1], k.q_stride_h = p.q.stride[2];
   k.block_table = p.block_table.ptr<const int32_t>();
@@ -50,8 +54,8 @@ void fill_common(sm90::dense_decode::CommonParams& k, const DenseDecodeParams& p
   k.lse_stride_b = p.lse.stride[0], k.lse_stride_h = p.lse.stride[1], k.lse_stride_s = p.lse.stride[2];
   k.o_accum = reinterpret_cast<float*>(ws + plan.o_accum_offset);
   k.lse_accum = reinterpret_cast<float*>(ws + plan.lse_accum_offset);
-  k.sched = reinterpret_cast<const DecodeSchedEntry*>(ws + plan.sched_offset);
-  k.split_offsets = reinterpret_cast<const int32_t*>(ws + plan.split_offsets_offset);
+  k.sched = static_cast<const DecodeSchedEntry*>(sched.tile_scheduler_metadata.data);
+  k.split_offsets = sched.num_splits.ptr<const int32_t>();
   k.b = static_cast<int>(plan.batch), k.s_q = static_cast<int>(plan.s_q), k.h_q = static_cast<int>(plan.h_q);
   k.h_kv = static_cast<int>(plan.h_kv), k.hpg = static_cast<int>(plan.h_q / plan.h_kv);
   k.m_blocks = plan.m_blocks;
@@ -61,14 +65,15 @@ void fill_common(sm90::dense_decode::CommonParams& k, const DenseDecodeParams& p
 
 // T: CUDA type of q (__nv_bfloat16 / __half); E: the CUTLASS type of the same format.
 template <typename T, typename E>
-void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, cudaStream_t stream) {
+void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const DenseDecodeSchedule& sched, void* workspace,
+            cudaStream_t stream) {
   char* ws = static_cast<char*>(workspace);
   const unsigned grid = static_cast<unsigned>(static_cast<int64_t>(plan.m_blocks) * plan.h_kv * plan.num_parts);
   const int64_t page = p.k_cache.shape[1];
   if (plan.kernel == DenseDecodeKernel::kWgmmaTma) {
     namespace dd = sm90::dense_decode;
     dd::Params k{};
-    fill_common(k, p, plan, ws);
+    fill_common(k, p, plan, sched, ws);
     k.q_vec16 = vec16_ok(p.q);
     // k_cache as (dim, token in page, kv head, block), innermost first.
     const uint64_t dims[4] = {576, static_cast<uint64_t>(page), static_cast<uint64_t>(plan.h_kv),
@@ -88,7 +93,7 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* works
   } else {
     namespace fb = sm90::dense_decode::fallback;
     fb::Params k{};
-    fill_common(k, p, plan, ws);
+    fill_common(k, p, plan, sched, ws);
     k.k = p.k_cache.data;
     k.k_stride_block = p.k_cache.stride[0], k.k_stride_tok = p.k_cache.stride[1], k.k_stride_head = p.k_cache.stride[2];
     k.page = static_cast<int>(page);
@@ -99,7 +104,7 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* works
   sm90::combine::Params c{};
   c.o_accum = reinterpret_cast<float*>(ws + plan.o_accum_offset);
   c.lse_accum = reinterpret_cast<float*>(ws + plan.lse_accum_offset);
-  c.split_offsets = reinterpret_cast<const int32_t*>(ws + plan.split_offsets_offset);
+  c.split_offsets = sched.num_splits.ptr<const int32_t>();
   c.attn_sink = nullptr;
   c.out = p.out.data, c.o_stride_b = p.out.stride[0], c.o_stride_s = p.out.stride[1], c.o_stride_h = p.out.stride[2];
   c.lse = p.lse.ptr<float>(), c.lse_stride_b = p.lse.stride[0], c.lse_stride_h = p.lse.stride[1];
@@ -121,8 +126,66 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* works
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
 }
 
-// Opt in to more than 48 KB of dynamic shared memory, once per process and device-independent attribute.
-void set_smem_attributes() {
+struct DeviceInfo {
+  int major = 0, minor = 0, num_sms = 0;
+};
+
+// Attribute queries are cheap (unlike cudaGetDeviceProperties); the smem opt-in is done once per device.
+DeviceInfo device_info(int device) {
+  DeviceInfo d;
+  FLASHMLA_CUDA_CHECK(cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, device));
+  FLASHMLA_CUDA_CHECK(cudaDeviceGetAttribute(&d.minor, cudaDevAttrComputeCapabilityMinor, device));
+  FLASHMLA_CUDA_CHECK(cudaDeviceGetAttribute(&d.num_sms, cudaDevAttrMultiProcessorCount, device));
+  return d;
+}
+
+void expect_sm90(int device, const DeviceInfo& d) {
+  if (d.major == 9 && d.minor == 0) return;
+  cudaDeviceProp prop;
+  const std::string name = cudaGetDeviceProperties(&prop, device) == cudaSuccess ? prop.name : "unknown";
+  throw Unsupported("dense decode: needs an sm_90 GPU (H100/H200/H800/H20); device " + std::to_string(device) + " (" +
+                    name + ") is sm_" + std::to_string(d.major) + std::to_string(d.minor));
+}
+
+int rows_per_cta(DenseDecodeKernel kernel) {
+  return kernel == DenseDecodeKernel::kWgmmaTma ? sm90::dense_decode::kBlockM : sm90::dense_decode::fallback::kRows;
+}
+
+DenseDecodeKernel kernel_for_page(int64_t page_block_size) {
+  return sm90::dense_decode::PagedTmaKvLoader::supports(page_block_size) ? DenseDecodeKernel::kWgmmaTma
+                                                                         : DenseDecodeKernel::kFallback;
+}
+
+int default_num_parts(int num_sms, int64_t m_blocks, int64_t h_kv) {
+  return static_cast<int>(std::max<int64_t>(num_sms / h_kv / m_blocks, 1));
+}
+
+// The shapes, dtype, device and contiguity of a schedule for b requests (and num_parts parts, when >= 0).
+void expect_schedule(const DenseDecodeSchedule& s, int64_t b, int64_t num_parts, int device) {
+  detail::expect_shape(s.tile_scheduler_metadata, "tile_scheduler_metadata", {{"num_parts", num_parts}, {"8", 8}});
+  detail::expect_dtype(s.tile_scheduler_metadata, "tile_scheduler_metadata", {DType::kInt32});
+  detail::expect_contiguous(s.tile_scheduler_metadata, "tile_scheduler_metadata");
+  detail::expect_positive(s.tile_scheduler_metadata.shape[0], "tile_scheduler_metadata: num_parts");
+  detail::expect_shape(s.num_splits, "num_splits", {{"b + 1", b + 1}});
+  detail::expect_dtype(s.num_splits, "num_splits", {DType::kInt32});
+  detail::expect_contiguous(s.num_splits, "num_splits");
+  for (auto [t, name] : {std::pair{&s.tile_scheduler_metadata, "tile_scheduler_metadata"}, {&s.num_splits, "num_splits"}}) {
+    if (t->device != device) {
+      detail::fail(std::string(name) + ": expected a tensor on cuda:" + std::to_string(device) + ", got " +
+                   (t->is_cuda() ? "cuda:" + std::to_string(t->device) : std::string("host memory")));
+    }
+  }
+  if (reinterpret_cast<uintptr_t>(s.tile_scheduler_metadata.data) % 16 != 0) {
+    detail::fail("tile_scheduler_metadata: needs a 16-byte aligned data pointer");
+  }
+}
+
+// Opt in to more than 48 KB of dynamic shared memory: a per-device function attribute, set once per device.
+void set_smem_attributes(int device) {
+  static std::mutex mutex;
+  static std::set<int> done;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (!done.insert(device).second) return;
   namespace dd = sm90::dense_decode;
   namespace fb = sm90::dense_decode::fallback;
   auto set = [](const void* fn, int bytes) {
@@ -136,66 +199,81 @@ void set_smem_attributes() {
 
 }  // namespace
 
-DenseDecodePlan plan_dense_decode(const DenseDecodeParams& p) {
+int dense_decode_num_parts(int device, int64_t q_rows_per_kv_head, int64_t h_kv, int64_t page_block_size) {
+  detail::expect_positive(q_rows_per_kv_head, "num_q_tokens_per_head_k");
+  detail::expect_positive(h_kv, "num_heads_k");
+  detail::expect_positive(page_block_size, "page_block_size");
+  const int rows = rows_per_cta(kernel_for_page(page_block_size));
+  return default_num_parts(device_info(device).num_sms, (q_rows_per_kv_head + rows - 1) / rows, h_kv);
+}
+
+DenseDecodePlan plan_dense_decode(const DenseDecodeParams& p, int num_parts) {
   validate(p);
   if (!p.q.is_cuda()) detail::fail("q: dense decode on the GPU needs CUDA tensors, got host memory (use ref::dense_decode)");
+  if (num_parts < 0) detail::fail("num_parts: must be 0 (automatic) or positive, got " + std::to_string(num_parts));
   DenseDecodePlan plan;
   plan.device = p.q.device;
-  sm90::DeviceGuard guard(plan.device);
-  cudaDeviceProp prop;
-  FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, plan.device));
-  if (prop.major != 9 || prop.minor != 0) {
-    throw Unsupported("dense decode: needs an sm_90 GPU (H100/H200/H800/H20); device " + std::to_string(plan.device) +
-                      " (" + prop.name + ") is sm_" + std::to_string(prop.major) + std::to_string(prop.minor));
-  }
+  const DeviceInfo dev = device_info(plan.device);
+  expect_sm90(plan.device, dev);
   if (p.q.shape[3] != 576) throw Unsupported("q: the sm_90 dense decode kernel supports d_qk = 576 only, got " + std::to_string(p.q.shape[3]));
   expect_16b(p.k_cache, "k_cache");
-  plan.num_sms = prop.multiProcessorCount;
+  plan.num_sms = dev.num_sms;
   plan.batch = p.q.shape[0], plan.s_q = p.q.shape[1], plan.h_q = p.q.shape[2], plan.h_kv = p.k_cache.shape[2];
-  plan.kernel = sm90::dense_decode::PagedTmaKvLoader::supports(p.k_cache.shape[1]) ? DenseDecodeKernel::kWgmmaTma
-                                                                                  : DenseDecodeKernel::kFallback;
-  plan.rows_per_cta = plan.kernel == DenseDecodeKernel::kWgmmaTma ? sm90::dense_decode::kBlockM
-                                                                  : sm90::dense_decode::fallback::kRows;
+  plan.kernel = kernel_for_page(p.k_cache.shape[1]);
+  plan.rows_per_cta = rows_per_cta(plan.kernel);
   const int64_t rows = plan.s_q * (plan.h_q / plan.h_kv);
   plan.m_blocks = static_cast<int>((rows + plan.rows_per_cta - 1) / plan.rows_per_cta);
-  plan.num_parts = static_cast<int>(std::max<int64_t>(plan.num_sms / plan.h_kv / plan.m_blocks, 1));
+  plan.num_parts = num_parts > 0 ? num_parts : default_num_parts(plan.num_sms, plan.m_blocks, plan.h_kv);
+  if (static_cast<int64_t>(plan.m_blocks) * plan.h_kv * plan.num_parts > std::numeric_limits<int32_t>::max()) {
+    detail::fail("num_parts: " + std::to_string(plan.num_parts) + " parts x " + std::to_string(plan.m_blocks) +
+                 " m-blocks x h_kv " + std::to_string(plan.h_kv) + " CTAs exceed the grid limit");
+  }
   plan.max_splits = sched_max_splits(plan.batch, plan.num_parts);
   int64_t off = 0;
-  plan.sched_offset = off, off = align256(off + plan.num_parts * static_cast<int64_t>(sizeof(DecodeSchedEntry)));
-  plan.split_offsets_offset = off, off = align256(off + (plan.batch + 1) * 4);
   plan.lse_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 4);
   plan.o_accum_offset = off, off = align256(off + plan.max_splits * plan.s_q * plan.h_q * 512 * 4);
   plan.workspace_bytes = off;
-  set_smem_attributes();
+  sm90::DeviceGuard guard(plan.device);
+  set_smem_attributes(plan.device);
   return plan;
 }
 
-void dense_decode_schedule(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, void* stream) {
-  sm90::DeviceGuard guard(plan.device);
-  char* ws = static_cast<char*>(workspace);
+void dense_decode_schedule(const TensorView& cache_seqlens, const DenseDecodeSchedule& sched, void* stream) {
+  detail::expect_shape(cache_seqlens, "cache_seqlens", {{"b", -1}});
+  detail::expect_dtype(cache_seqlens, "cache_seqlens", {DType::kInt32});
+  detail::expect_contiguous(cache_seqlens, "cache_seqlens");
+  detail::expect_positive(cache_seqlens.shape[0], "cache_seqlens: batch size b");
+  if (!cache_seqlens.is_cuda()) detail::fail("cache_seqlens: the schedule is built on the GPU, got host memory");
+  if (cache_seqlens.shape[0] > std::numeric_limits<int32_t>::max() - 1) detail::fail("cache_seqlens: batch size too large");
+  expect_schedule(sched, cache_seqlens.shape[0], -1, cache_seqlens.device);
+  const int64_t num_parts = sched.tile_scheduler_metadata.shape[0];
+  if (num_parts > std::numeric_limits<int32_t>::max()) detail::fail("tile_scheduler_metadata: too many parts");
+  sm90::DeviceGuard guard(cache_seqlens.device);
   DecodeSchedConfig cfg;
   cfg.block_size_n = sm90::dense_decode::kBlockN;
   cfg.overhead = kOverheadBlocks;
-  cfg.num_parts = plan.num_parts;
-  sm90::launch_decode_sched(p.cache_seqlens.ptr<const int32_t>(), static_cast<int32_t>(plan.batch), cfg,
-                            reinterpret_cast<DecodeSchedEntry*>(ws + plan.sched_offset),
-                            reinterpret_cast<int32_t*>(ws + plan.split_offsets_offset), static_cast<cudaStream_t>(stream));
+  cfg.num_parts = static_cast<int32_t>(num_parts);
+  sm90::launch_decode_sched(cache_seqlens.ptr<const int32_t>(), static_cast<int32_t>(cache_seqlens.shape[0]), cfg,
+                            static_cast<DecodeSchedEntry*>(sched.tile_scheduler_metadata.data),
+                            sched.num_splits.ptr<int32_t>(), static_cast<cudaStream_t>(stream));
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
 }
 
-void dense_decode_run(const DenseDecodeParams& p, const DenseDecodePlan& plan, void* workspace, void* stream) {
+void dense_decode_run(const DenseDecodeParams& p, const DenseDecodePlan& plan, const DenseDecodeSchedule& sched,
+                      void* workspace, void* stream) {
   if (p.q.shape[0] != plan.batch || p.q.shape[1] != plan.s_q || p.q.shape[2] != plan.h_q ||
       p.k_cache.shape[2] != plan.h_kv || p.q.device != plan.device) {
     detail::fail("plan: made for b=" + std::to_string(plan.batch) + " s_q=" + std::to_string(plan.s_q) + " h_q=" +
                  std::to_string(plan.h_q) + " h_kv=" + std::to_string(plan.h_kv) + " on cuda:" +
                  std::to_string(plan.device) + ", called with other shapes or device");
   }
+  expect_schedule(sched, plan.batch, plan.num_parts, plan.device);
   if (workspace == nullptr) detail::fail("workspace: null; allocate plan.workspace_bytes on the device");
   sm90::DeviceGuard guard(plan.device);
   if (p.q.dtype == DType::kBFloat16) {
-    launch<__nv_bfloat16, cutlass::bfloat16_t>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+    launch<__nv_bfloat16, cutlass::bfloat16_t>(p, plan, sched, workspace, static_cast<cudaStream_t>(stream));
   } else {
-    launch<__half, cutlass::half_t>(p, plan, workspace, static_cast<cudaStream_t>(stream));
+    launch<__half, cutlass::half_t>(p, plan, sched, workspace, static_cast<cudaStream_t>(stream));
   }
 }
 
