@@ -2,6 +2,8 @@
 """Turns the files scripts/gpu-results wrote into docs/results/<date>-<name>.{json,md}.
 
 Usage: tools/results_summary.py <run dir> <name> "<kernel description>" ["<notes>"]
+(<run dir>: the unpacked run/ of scripts/gpu-results' run.tgz.) A run with the Python package's pytest.xml also gets
+a "python" entry (pytest counts) and the host-overhead table of tools/bench/py_overhead.py.
 JSON form (issue 3): {"commit","gpu","date","op","tests":{"passed","failed"},"cases":[{"name","us","tflops","gbps",
 "flashmla_us","ratio"}]}, plus sched_us per case and free-form detail.
 """
@@ -28,6 +30,15 @@ for tool in ("memcheck", "synccheck", "racecheck"):
     text = (run / f"sanitizer-{tool}.log").read_text()
     m = re.search(r"(ERROR|RACECHECK) SUMMARY: (.*)", text)
     san[tool] = m.group(2).strip() if m else "no summary (did not finish)"
+py = None
+if (run / "pytest.xml").exists():
+    import xml.etree.ElementTree as ET
+    suite = ET.parse(run / "pytest.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    n, f, e, sk = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
+    py = {"passed": n - f - e - sk, "failed": f + e, "skipped": sk,
+          "skip_reasons": sorted({x.get("message", "") for x in suite.iter("skipped")})}
+overhead = (run / "py-overhead.md").read_text().strip() if (run / "py-overhead.md").exists() else ""
 cases = json.loads((run / "bench.json").read_text())["cases"]
 keep = ("name", "us", "sched_us", "tflops", "gbps", "flashmla_us", "ratio")
 cases = [{k: c[k] for k in keep} for c in cases]
@@ -38,12 +49,17 @@ date = datetime.date.today().isoformat()
 detail = (f"CPU suite {cpu_p} passed / {cpu_f} failed (rc {cpu_rc}); GPU suite {gpu_p} passed / {gpu_f} failed "
           f"(rc {gpu_rc}); compute-sanitizer on the smoke subset: " +
           "; ".join(f"{t}: {s}" for t, s in san.items()))
+if py:
+    detail += (f"; Python package (pip install . + pytest tests/python): {py['passed']} passed / {py['failed']} "
+               f"failed / {py['skipped']} skipped" + (f" ({'; '.join(py['skip_reasons'])})" if py["skipped"] else ""))
 doc = {"commit": commit, "gpu": gpu, "date": date, "op": "dense_decode", "kernel": kernel,
        "tests": {"passed": cpu_p + gpu_p, "failed": cpu_f + gpu_f, "detail": detail},
        "summary": {"geomean_ratio_all": geo(all_r), "geomean_ratio_b128_hq128": geo(big_r),
                    "best_ratio": min(all_r), "worst_ratio": max(all_r),
                    "cases_within_1.25": sum(r <= 1.25 for r in all_r), "cases": len(all_r)},
        "cases": cases}
+if py:
+    doc["python"] = py
 out = pathlib.Path("docs/results") / f"{date}-{name}"
 out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
 lines = [f"# Dense decode, {kernel}, H200 — {date}", "",
@@ -55,6 +71,9 @@ lines = [f"# Dense decode, {kernel}, H200 — {date}", "",
          f"{sum(r <= 1.25 for r in all_r)} of {len(all_r)} cases within the 1.25 target.", ""]
 if notes:
     lines += [notes, ""]
+if overhead:
+    lines += ["Host overhead of the Python API (tools/bench/py_overhead.py; wall time per call, GPU idle between):", "",
+              overhead, ""]
 lines += ["| case | us | sched us | TFLOP/s | GB/s | FlashMLA us | ratio |", "|---|---|---|---|---|---|---|"]
 lines += [f"| {c['name']} | {c['us']:.1f} | {c['sched_us']:.1f} | {c['tflops']:.0f} | {c['gbps']:.0f} | "
           f"{c['flashmla_us']:.1f} | {c['ratio']:.2f} |" for c in cases]
