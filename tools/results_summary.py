@@ -72,7 +72,8 @@ lines = [f"# Dense decode, {kernel}, H200 — {date}", "",
 if notes:
     lines += [notes, ""]
 if overhead:
-    lines += ["Host overhead of the Python API (tools/bench/py_overhead.py; wall time per call, GPU idle between):", "",
+    lines += ["Host overhead of the Python API (tools/bench/py_overhead.py: wall time per call over back-to-back calls, one "
+              "sync at the end, so a piece whose GPU time exceeds its host time shows the GPU time):", "",
               overhead, ""]
 lines += ["| case | us | sched us | TFLOP/s | GB/s | FlashMLA us | ratio |", "|---|---|---|---|---|---|---|"]
 lines += [f"| {c['name']} | {c['us']:.1f} | {c['sched_us']:.1f} | {c['tflops']:.0f} | {c['gbps']:.0f} | "
