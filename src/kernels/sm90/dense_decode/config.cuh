@@ -21,8 +21,19 @@ constexpr int kStages = 2;               // KV tiles in flight
 constexpr int kThreads = 256;            // two math warpgroups; they also issue the TMA loads
 constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 
-// Named barriers (CUTLASS user ids, offset past CUTLASS's reserved ones).
-enum NamedBarrierId : uint32_t { kPFull = 1, kPFree = 2, kWg0Sync = 3, kWg1Sync = 4 };
+// Hardware named-barrier ids (0 is __syncthreads). Each handoff is one direction: the producer warpgroup arrives, the
+// consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
+enum BarrierId : uint32_t {
+  kBarP0Ready = 1,   // wg0 -> wg1: P0 in smem, m0 and scale0 published, V0 tail rows zeroed
+  kBarP1Ready = 2,   // wg1 -> wg0: P1 in smem, m1 and scale1 published, V1 tail rows zeroed
+  kBarP0Read = 3,    // wg0 -> wg1: wg0's PV with P0 is complete (stage 0 chunks 4-8 may be refilled)
+  kBarP1Read = 4,    // wg0 -> wg1: wg0's PV with P1 is complete (stage 1 chunks 4-8 may be refilled)
+  kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem
+  kBarL1Ready = 6,   // wg1 -> wg0: wg1's row sums of the segment
+  kBarInvL = 7,      // wg0 -> wg1: 1 / l of the segment's rows
+  kBarWg0 = 8,       // warpgroup 0 alone
+  kBarWg1 = 9,       // warpgroup 1 alone
+};
 
 template <typename E>  // cutlass::bfloat16_t or cutlass::half_t
 struct Config {
@@ -34,7 +45,7 @@ struct Config {
   using LayoutV = decltype(composition(
       LayoutKV{}, make_layout(Shape<Int<kHalfDv>, Int<kBlockN>, Int<kStages>>{},
                               Stride<Int<kBlockN>, _1, Int<kBlockN * kDqk>>{})));
-  // P: (row, token) K-major, the A operand of PV.
+  // P: (row, token) K-major, the A operand of PV; the same layout as one 64-dim chunk of a KV stage.
   using LayoutP = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<E>{}, Shape<Int<kBlockM>, Int<kBlockN>>{}));
 
   using MmaQK = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kBlockN>, _16>>()));
@@ -42,12 +53,17 @@ struct Config {
                                                                GMMA::Major::K, GMMA::Major::MN>()));
 };
 
+// The 64x64 P tile of stage s lives in chunk 8 (the RoPE dims) of that stage's K tile: the chunk is dead once the
+// stage's QK^T has completed and is reloaded only after both warpgroups' PV have read P (see kernel.cuh).
+constexpr int kPChunk = kChunks - 1;
+
 template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
-  alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B
-  alignas(1024) E p[kBlockM * kBlockN];              //   8,192 B
-  float row_scale[kBlockM];  // per tile: alpha = exp2(m_old - m_new); at the end of a request: 1 / l
+  alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P0, P1 in chunk 8 of each stage)
+  float m0[kBlockM], scale0[kBlockM];  // wg0 -> wg1 per pair: running max after tile 0, its rescale factor
+  float m1[kBlockM], scale1[kBlockM];  // wg1 -> wg0 per pair: running max after tile 1, its rescale factor
+  float l1[kBlockM], inv_l[kBlockM];   // per segment: wg1's row sums; 1 / l
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
 };
 

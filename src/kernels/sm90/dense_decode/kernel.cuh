@@ -40,7 +40,14 @@ struct Params : CommonParams {
 
 using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
 
-using cutlass::arch::NamedBarrier;
+// Named barriers by hardware id (config.cuh). A producer's bar.arrive releases its prior writes to the threads that
+// complete the barrier with bar.sync.
+__device__ __forceinline__ void bar_sync(uint32_t id, uint32_t threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void bar_arrive(uint32_t id, uint32_t threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 
 /// The CTA's work: requests [e.begin_req, e.end_req], calling f(request, length, first tile, end tile) for each.
 template <typename F>
@@ -92,49 +99,64 @@ __device__ __forceinline__ void load_q(const Params& p, SharedStorage<E>& ss, in
   }
 }
 
-/// Position in the CTA's sequence of KV tiles (requests [e.begin_req, e.end_req], empty ones skipped).
-struct TileCursor {
-  int r, blk, end, len;
-  __device__ void settle(const Params& p, const DecodeSchedEntry& e) {
-    for (; r <= e.end_req; ++r, blk = 0) {
+/// A position in the CTA's sequence of KV tile slots. Each segment (request) contributes its tiles [start, end),
+/// padded with one phantom slot to an even count, so that slot u always uses stage u % 2 and a pair of slots is (stage
+/// 0, stage 1). A phantom slot loads nothing; its logits are masked and its V rows zeroed. Segments without tiles
+/// contribute no slot.
+struct SlotCursor {
+  int r, blk, end, pend, len;
+  __device__ void settle(const Params& p, const DecodeSchedEntry& e) {  // from request r's first tile on
+    for (; r <= e.end_req; ++r) {
       len = p.seqlens[r];
+      blk = r == e.begin_req ? e.begin_block : 0;
       end = r == e.end_req ? e.end_block : sched_num_blocks(len, kBlockN);
-      if (blk < end) return;
+      if (blk < end) {
+        pend = blk + ((end - blk + 1) & ~1);
+        return;
+      }
     }
   }
   __device__ void begin(const Params& p, const DecodeSchedEntry& e) {
-    r = e.begin_req, blk = e.begin_block;
+    r = e.begin_req;
     settle(p, e);
   }
   __device__ void next(const Params& p, const DecodeSchedEntry& e) {
-    if (++blk >= end) ++r, blk = 0, settle(p, e);
+    if (++blk >= pend) ++r, settle(p, e);
   }
   __device__ bool done(const DecodeSchedEntry& e) const { return r > e.end_req; }
-  /// Loads dim chunks [c0, c1) of the current tile into `stage` (single thread), then moves to the next tile.
+  /// When `issue`, loads dim chunks [c0, c1) of the current slot into `stage` (one thread; nothing for a phantom
+  /// slot); then moves two slots on, to the next slot of the same stage.
   template <typename E>
-  __device__ void load_and_next(const Params& p, const DecodeSchedEntry& e, SharedStorage<E>& ss, int stage, int g,
-                                int c0, int c1) {
+  __device__ void load_and_skip(const Params& p, const DecodeSchedEntry& e, SharedStorage<E>& ss, int stage, int g,
+                                int c0, int c1, bool issue = true) {
     if (done(e)) return;
-    const int tok0 = blk * kBlockN;
-    p.kv.load_chunks(ss.kv[stage], ss.kv_full[stage], p.block_table + r * p.bt_stride, tok0, min(kBlockN, len - tok0),
-                     g, c0, c1);
+#ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the prologue's loads, no refills
+    issue = issue && c0 == 0 && c1 == kChunks;
+#endif
+    if (issue && blk < end) {
+      const int tok0 = blk * kBlockN;
+      p.kv.load_chunks(ss.kv[stage], ss.kv_full[stage], p.block_table + r * p.bt_stride, tok0,
+                       min(kBlockN, len - tok0), g, c0, c1);
+    }
     next(p, e);
+    if (!done(e)) next(p, e);
   }
 };
 
-/// Zeroes V rows [valid, 64) of dims [dim0, dim0 + 256) of one KV stage (a partial last tile), then makes the
-/// writes visible to wgmma and syncs the 128 threads of the calling warpgroup on `bar`.
+/// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage: a partial last tile (the cache may hold NaN past the
+/// length, and 0 * NaN = NaN) or a phantom slot. Then makes the writes visible to wgmma and syncs the calling
+/// warpgroup on `bar`.
 template <typename E>
-__device__ __forceinline__ void zero_tail_rows(E* stage, int valid, int dim0, int t128, uint32_t bar) {
+__device__ __forceinline__ void zero_tail_rows(E* stage, int valid, int t128, uint32_t bar) {
   using C = Config<E>;
   Tensor sKV = make_tensor(make_smem_ptr(stage), typename C::LayoutKV{});
-  constexpr int kVecs = kHalfDv / 8;
+  constexpr int kVecs = kDv / 8;
   for (int i = t128; i < (kBlockN - valid) * kVecs; i += 128) {
-    const int row = valid + i / kVecs, d = dim0 + (i % kVecs) * 8;
+    const int row = valid + i / kVecs, d = (i % kVecs) * 8;
     *reinterpret_cast<uint4*>(&sKV(row, d, 0)) = make_uint4(0, 0, 0, 0);
   }
   cutlass::arch::fence_view_async_shared();
-  NamedBarrier::sync(128, bar);
+  bar_sync(bar, 128);
 }
 
 /// Epilogue of one math warpgroup: its 256 output columns of the two rows `rows` this thread holds, scaled by inv_l.
@@ -185,9 +207,6 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const int row0 = mb * kBlockM;
   const int nrows = min(kBlockM, p.s_q * p.hpg - row0);
 
-  // Refill cursor of this warpgroup: the tile two steps ahead of the one being consumed.
-  TileCursor ahead;
-  ahead.begin(p, e);
   if (threadIdx.x == 0) {
     for (int st = 0; st < kStages; ++st) {
       for (int c = 0; c < kChunks; ++c) TxBarrier::init(&ss.kv_full[st][c], 1);
@@ -197,73 +216,19 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   __syncthreads();
   // Let the combine grid (programmatic dependent launch) be scheduled; it waits for this grid's completion itself.
   asm volatile("griddepcontrol.launch_dependents;");
-  if (threadIdx.x == 0) {  // prologue: tiles 0 and 1, every chunk
-    for (int st = 0; st < kStages; ++st) ahead.load_and_next(p, e, ss, st, g, 0, kChunks);
-  } else {
-    ahead.next(p, e), ahead.next(p, e);
-  }
+  // Refill cursors: the next slot of stage 0 and of stage 1 after the two the prologue loads.
+  // Prologue (thread 0): slot 0 -> stage 0 and slot 1 -> stage 1, every chunk.
+  // Each refill is issued by the elected thread of the warpgroup that finished the last read of those chunks:
+  // wg0 stage 0 chunks 0-3 (next0) and stage 1 chunks 0-3 (next1); wg1 stage 0 chunks 4-8 (next0) and stage 1
+  // chunks 4-8 (next1).
+  SlotCursor next0, next1;
+  next0.begin(p, e);
+  next1 = next0;
+  if (!next1.done(e)) next1.next(p, e);
+  next0.load_and_skip(p, e, ss, 0, g, 0, kChunks, threadIdx.x == 0);
+  next1.load_and_skip(p, e, ss, 1, g, 0, kChunks, threadIdx.x == 0);
 
-  typename C::MmaPV mma_pv;
-  auto thr_pv = mma_pv.get_thread_slice(t128);
-  Tensor sP = make_tensor(make_smem_ptr(ss.p), typename C::LayoutP{});
-  Tensor sV = make_tensor(make_smem_ptr(&ss.kv[0][0] + wg * kHalfDv * kBlockN), typename C::LayoutV{});
-  Tensor tOrP = thr_pv.partition_fragment_A(sP);  // (MMA, 1, 4)
-  Tensor tOrV = thr_pv.partition_fragment_B(sV);  // (MMA, 1, 4, stage)
-  Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHalfDv>>{});
-  Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHalfDv>>{}));
-  // The two rows this thread holds in every m64nN accumulator (element i is in row slot (i / 2) % 2).
-  const int my_row[2] = {get<0>(tOcO(0)), get<0>(tOcO(2))};
-
-  auto pv = [&](int stage) {  // O_half += P V_half over the 64 tokens of `stage`
-    warpgroup_fence_operand(tOrO);
-    warpgroup_arrive();
-#pragma unroll
-    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_pv, tOrP(_, _, k), tOrV(_, _, k, stage), tOrO);
-    warpgroup_commit_batch();
-  };
-  auto rescale_o = [&](const float (&a)[2]) {
-#pragma unroll
-    for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= a[(i / 2) % 2];
-  };
-  auto split_slot = [&](int r, bool& split) {
-    const int first = p.split_offsets[r];
-    split = p.split_offsets[r + 1] - first > 1;
-    return first + (r == e.begin_req ? e.begin_split : 0);
-  };
-  mma_pv.accumulate_ = GMMA::ScaleOut::One;
-
-  if (wg == 1) {
-    // ------------------------------------------------------------------ warpgroup 1: O[:, 256:512]
-    int t = 0;
-    for_each_segment(p, e, [&](int r, int len, int start, int end) {
-      clear(tOrO);
-#pragma unroll 1
-      for (int blk = start; blk < end; ++blk, ++t) {
-        const int st = t % kStages;
-        NamedBarrier::sync(256, kPFull);  // P(t) and alpha(t) are in smem; QK^T(t) is done
-        const float a[2] = {ss.row_scale[my_row[0]], ss.row_scale[my_row[1]]};
-        rescale_o(a);
-        // Complete already (QK^T waited for every chunk); observing them orders the TMA writes before our reads.
-        for (int c = kHalfDv / kChunk; c < kDv / kChunk; ++c) TxBarrier::wait(&ss.kv_full[st][c], (t / kStages) & 1);
-        const int valid = min(kBlockN, len - blk * kBlockN);
-        if (valid < kBlockN) zero_tail_rows(ss.kv[st], valid, kHalfDv, t128, kWg1Sync);
-        pv(st);
-        warpgroup_wait<0>();
-        warpgroup_fence_operand(tOrO);
-        if (elected) ahead.load_and_next(p, e, ss, st, g, kHalfDv / kChunk, kDv / kChunk);  // chunks 4-7 are free
-        NamedBarrier::arrive(256, kPFree);  // done with P(t) and row_scale
-      }
-      NamedBarrier::sync(256, kPFull);  // 1 / l of the segment's rows
-      const float inv_l[2] = {ss.row_scale[my_row[0]], ss.row_scale[my_row[1]]};
-      NamedBarrier::arrive(256, kPFree);
-      bool split;
-      const int slot = split_slot(r, split);
-      store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, kHalfDv, split, slot);
-    });
-    return;
-  }
-
-  // -------------------------------------------------------------------- warpgroup 0: S, softmax, O[:, 0:256]
+  // ---- the MMAs, as both warpgroups see them (a warpgroup's QK^T reads its own stage: wg0 stage 0, wg1 stage 1)
   typename C::MmaQK mma_qk;
   auto thr_qk = mma_qk.get_thread_slice(t128);
   Tensor sQ = make_tensor(make_smem_ptr(ss.q), typename C::LayoutQ{});
@@ -272,142 +237,278 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   Tensor tSrK = thr_qk.partition_fragment_B(sK);  // (MMA, 1, 36, stage)
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
   Tensor tScS = thr_qk.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+
+  typename C::MmaPV mma_pv;
+  mma_pv.accumulate_ = GMMA::ScaleOut::One;
+  auto thr_pv = mma_pv.get_thread_slice(t128);
+  E* const p_tile[2] = {&ss.kv[0][0] + kPChunk * kBlockN * kChunk, &ss.kv[1][0] + kPChunk * kBlockN * kChunk};
+  Tensor tOrP0 = thr_pv.partition_fragment_A(make_tensor(make_smem_ptr(p_tile[0]), typename C::LayoutP{}));
+  Tensor tOrP1 = thr_pv.partition_fragment_A(make_tensor(make_smem_ptr(p_tile[1]), typename C::LayoutP{}));
+  Tensor sV = make_tensor(make_smem_ptr(&ss.kv[0][0] + wg * kHalfDv * kBlockN), typename C::LayoutV{});
+  Tensor tOrV = thr_pv.partition_fragment_B(sV);  // (MMA, 1, 4, stage): this warpgroup's 256 columns of V
+  Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<kBlockM>, Int<kHalfDv>>{});
+  Tensor tOcO = thr_pv.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHalfDv>>{}));
+  // The two rows this thread holds in every m64nN accumulator (element i is in row slot (i / 2) % 2).
+  const int my_row[2] = {get<0>(tOcO(0)), get<0>(tOcO(2))};
+  const bool row_owner = t128 % 4 == 0;  // the thread of a quad that publishes the row's values
+
+  // S = Q K^T over `stage`: one wgmma group per 64-dim chunk, each issued once its TMA has landed; chunk 8, reloaded
+  // last (it holds P until then), comes last.
+  auto qk = [&](int stage, uint32_t phase) {
+    constexpr int kKPerChunk = kChunk / 16;
+#pragma unroll 1
+    for (int c = 0; c < kChunks; ++c) {
+#ifndef FLASHMLA_ABLATION_NO_REFILL
+      TxBarrier::wait(&ss.kv_full[stage][c], phase);
+#endif
+      warpgroup_fence_operand(tSrS);
+      warpgroup_arrive();
+#pragma unroll
+      for (int kk = 0; kk < kKPerChunk; ++kk) {
+        const int k = c * kKPerChunk + kk;
+        mma_qk.accumulate_ = c == 0 && kk == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+        cute::gemm(mma_qk, tSrQ(_, _, k), tSrK(_, _, k, stage), tSrS);
+      }
+      warpgroup_commit_batch();
+      warpgroup_fence_operand(tSrS);
+    }
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tSrS);
+  };
+  // Scaled base-2 logits of the tile, masked (replaced, never added to: the cache may hold NaN there) at columns >=
+  // lim[j] for row slot j; returns the row maxima of the tile.
+  auto mask_and_max = [&](const int (&lim)[2], float (&mx)[2]) {
+    mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < size(tSrS); ++i) {
+      const int j = (i / 2) % 2;
+      const float x = get<1>(tScS(i)) < lim[j] ? tSrS(i) * p.scale_log2 : -INFINITY;
+      tSrS(i) = x;
+      mx[j] = fmaxf(mx[j], x);
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
+      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
+    }
+  };
+  // P = exp2(S - m) (m = -inf: a row with nothing visible yet, whose p are all 0) and its row sums.
+  auto exp_and_sum = [&](const float (&m)[2], float (&sum)[2]) {
+    const float base[2] = {m[0] == -INFINITY ? 0.f : m[0], m[1] == -INFINITY ? 0.f : m[1]};
+    sum[0] = sum[1] = 0.f;
+#pragma unroll
+    for (int i = 0; i < size(tSrS); ++i) {
+      const int j = (i / 2) % 2;
+      tSrS(i) = exp2f(tSrS(i) - base[j]);
+      sum[j] += tSrS(i);
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 1);
+      sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 2);
+    }
+  };
   // P store: element pairs (2k, 2k + 1) of S are adjacent columns of one row; under the 128-byte swizzle the 16-byte
   // unit u of row `row` sits at unit u ^ (row % 8), and row % 8 is lane / 4 for both rows of the thread. Spelled out
   // (instead of a CuTe partition) so that the addresses are a few shared terms, not 32 live registers; a CPU test
   // checks the formula against LayoutP.
   const uint32_t p_row_base[2] = {static_cast<uint32_t>(my_row[0] * kBlockN), static_cast<uint32_t>(my_row[1] * kBlockN)};
   const uint32_t p_col = (t128 % 4) * 2, p_swz = (t128 % 32) / 4;
-  auto store_p = [&](const auto& acc) {
+  auto store_p = [&](E* dst) {
 #pragma unroll
-    for (int i = 0; i < size(acc); i += 2) {
+    for (int i = 0; i < size(tSrS); i += 2) {
       const int j = (i / 2) % 2, unit = i / 4;  // row slot, 8-column group
-      E pair[2] = {E(acc(i)), E(acc(i + 1))};  // adjacent columns: one 32-bit store
-      *reinterpret_cast<uint32_t*>(ss.p + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = *reinterpret_cast<uint32_t*>(pair);
+      E pair[2] = {E(tSrS(i)), E(tSrS(i + 1))};  // adjacent columns: one 32-bit store
+      *reinterpret_cast<uint32_t*>(dst + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = *reinterpret_cast<uint32_t*>(pair);
     }
   };
-  // Chunks in the order they are refilled (8, then 4-7 by warpgroup 1, then 0-3), so QK^T waits least.
-  auto chunk_order = [](int i) { return i == 0 ? kChunks - 1 : i <= 4 ? i + 3 : i - 5; };  // 8, 4..7, 0..3
-  constexpr int kKPerChunk = kChunk / 16;
-  TileCursor ahead_v = ahead;  // refill cursor of chunks 0-3 (after PV); `ahead` refills chunk 8 (after QK^T)
-
-  int t = 0;
-  bool p_owed = false;  // warpgroup 1 still has to release the P buffer
-  for_each_segment(p, e, [&](int r, int len, int start, int end) {
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    int bound[2];
+  auto pv = [&](const auto& tOrP, int stage) {  // O_half += P V_half over the 64 tokens of `stage`, P in smem
+    warpgroup_fence_operand(tOrO);
+    warpgroup_arrive();
+#pragma unroll
+    for (int k = 0; k < size<2>(tOrP); ++k) cute::gemm(mma_pv, tOrP(_, _, k), tOrV(_, _, k, stage), tOrO);
+    warpgroup_commit_batch();
+  };
+  auto pv_wait = [&] {
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(tOrO);
+  };
+  auto rescale_o = [&](const float (&a)[2]) {
+#pragma unroll
+    for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= a[(i / 2) % 2];
+  };
+  // Rescale factor exp2(m_old - m_new); 1 while nothing is visible (both -inf).
+  auto rescale_factor = [](float m_old, float m_new) { return m_new == -INFINITY ? 1.f : exp2f(m_old - m_new); };
+  auto observe = [&](int stage, uint32_t phase, int c0, int c1) {
+    // The chunks completed already (the other warpgroup's QK^T waited for them); observing the barrier orders the
+    // TMA writes before this warpgroup's wgmma reads.
+#ifndef FLASHMLA_ABLATION_NO_REFILL
+    for (int c = c0; c < c1; ++c) TxBarrier::wait(&ss.kv_full[stage][c], phase);
+#endif
+  };
+  auto split_slot = [&](int r, bool& split) {
+    const int first = p.split_offsets[r];
+    split = p.split_offsets[r + 1] - first > 1;
+    return first + (r == e.begin_req ? e.begin_split : 0);
+  };
+  auto row_bounds = [&](int len, int (&bound)[2]) {  // keys [0, bound) visible to each of this thread's rows
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       const int s = (row0 + my_row[j]) / p.hpg;
       bound[j] = my_row[j] >= nrows ? 0 : (p.causal && p.s_q > 1) ? max(0, min(len, len - p.s_q + s + 1)) : len;
     }
-    clear(tOrO);
-    load_q(p, ss, r, row0, nrows, g, t128);
-    cutlass::arch::fence_view_async_shared();  // generic-proxy writes -> visible to wgmma
-    NamedBarrier::sync(128, kWg0Sync);
+  };
 
+  uint32_t phase[2] = {0, 0};  // parity of the next load each stage's chunk barriers complete
+  if (wg == 0) {
+    // ------------------------------------------------------------------ warpgroup 0: tile 0 of each pair, O[:, 0:256]
+    for_each_segment(p, e, [&](int r, int len, int start, int end) {
+      float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+      int bound[2];
+      row_bounds(len, bound);
+      clear(tOrO);
+      if (start < end) {
+        load_q(p, ss, r, row0, nrows, g, t128);
+        cutlass::arch::fence_view_async_shared();  // generic-proxy writes -> visible to wgmma
+        bar_sync(kBarWg0, 128);
+        bar_arrive(kBarQReady, 256);
+      }
 #pragma unroll 1
-    for (int blk = start; blk < end; ++blk, ++t) {
-      const int st = t % kStages;
-      const uint32_t phase = (t / kStages) & 1;
-      // S = Q K^T: one wgmma group per chunk, each issued as soon as its TMA has landed.
-#pragma unroll 1
-      for (int ci = 0; ci < kChunks; ++ci) {
-        const int c = chunk_order(ci);
-        TxBarrier::wait(&ss.kv_full[st][c], phase);
-        warpgroup_fence_operand(tSrS);
-        warpgroup_arrive();
+      for (int blk = start; blk < end; blk += 2) {
+        const bool has1 = blk + 1 < end;
+        const int tok0 = blk * kBlockN;
+        qk(0, phase[0]);
+        const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
+        float mx[2], m0[2], scale0[2], sum[2];
+        mask_and_max(lim, mx);
 #pragma unroll
-        for (int kk = 0; kk < kKPerChunk; ++kk) {
-          const int k = c * kKPerChunk + kk;
-          mma_qk.accumulate_ = ci == 0 && kk == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
-          cute::gemm(mma_qk, tSrQ(_, _, k), tSrK(_, _, k, st), tSrS);
+        for (int j = 0; j < 2; ++j) m0[j] = fmaxf(m[j], mx[j]), scale0[j] = rescale_factor(m[j], m0[j]);
+        exp_and_sum(m0, sum);
+        const int valid = min(kBlockN, len - tok0);
+        if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V0: our PV and wg1's
+        store_p(p_tile[0]);  // stage 0's chunk 8: its QK^T use is over
+        if (row_owner) {
+#pragma unroll
+          for (int j = 0; j < 2; ++j) ss.m0[my_row[j]] = m0[j], ss.scale0[my_row[j]] = scale0[j];
         }
-        warpgroup_commit_batch();
-        warpgroup_fence_operand(tSrS);
-      }
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tSrS);
-      if (elected) ahead.load_and_next(p, e, ss, st, g, kChunks - 1, kChunks);  // chunk 8 (K only) is free
+        cutlass::arch::fence_view_async_shared();
+        bar_sync(kBarWg0, 128);         // all of P0 is written before this warpgroup's PV reads it
+        bar_arrive(kBarP0Ready, 256);   // ... and before warpgroup 1's
+        rescale_o(scale0);
+        pv(tOrP0, 0);
+        pv_wait();
+        bar_arrive(kBarP0Read, 256);
+        if (elected) next0.load_and_skip(p, e, ss, 0, g, 0, kHalfDv / kChunk);  // stage 0 chunks 0-3: read by us only
 
-      // Online softmax in base 2 over this tile.
-      const int tok0 = blk * kBlockN;
-      float mx[2] = {-INFINITY, -INFINITY};
+        bar_sync(kBarP1Ready, 256);     // P1, m1, scale1 of warpgroup 1
+        float scale1[2];
 #pragma unroll
-      for (int i = 0; i < size(tSrS); ++i) {
-        const int j = (i / 2) % 2;
-        // Replace (never add to) masked logits: the cache may hold NaN there.
-        const float x = tok0 + get<1>(tScS(i)) < bound[j] ? tSrS(i) * p.scale_log2 : -INFINITY;
-        tSrS(i) = x;
-        mx[j] = fmaxf(mx[j], x);
+        for (int j = 0; j < 2; ++j) {
+          scale1[j] = ss.scale1[my_row[j]];
+          m[j] = ss.m1[my_row[j]];
+          l[j] = (l[j] * scale0[j] + sum[j]) * scale1[j];
+        }
+        rescale_o(scale1);
+        if (has1) observe(1, phase[1], 0, kHalfDv / kChunk);
+        pv(tOrP1, 1);
+        pv_wait();
+        bar_arrive(kBarP1Read, 256);
+        if (elected) next1.load_and_skip(p, e, ss, 1, g, 0, kHalfDv / kChunk);  // stage 1 chunks 0-3
+        phase[0] ^= 1;
+        if (has1) phase[1] ^= 1;
       }
-      float alpha[2], m_use[2], sum[2] = {0.f, 0.f};
+
+      // Epilogue: l = ours + warpgroup 1's; one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
+      bar_sync(kBarL1Ready, 256);
+      float inv_l[2];
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
-        mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
-        const float m_new = fmaxf(m[j], mx[j]);
-        alpha[j] = m_new == -INFINITY ? 1.f : exp2f(m[j] - m_new);
-        m[j] = m_new;
-        m_use[j] = m_new == -INFINITY ? 0.f : m_new;  // a fully masked row: every p is exp2(-inf) = 0
+        l[j] += ss.l1[my_row[j]];
+        inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
       }
+      if (row_owner) ss.inv_l[my_row[0]] = inv_l[0], ss.inv_l[my_row[1]] = inv_l[1];
+      bar_arrive(kBarInvL, 256);
+      bool split;
+      const int slot = split_slot(r, split);
+      store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
+      if (row_owner) {
 #pragma unroll
-      for (int i = 0; i < size(tSrS); ++i) {
-        const int j = (i / 2) % 2;
-        tSrS(i) = exp2f(tSrS(i) - m_use[j]);
-        sum[j] += tSrS(i);
+        for (int j = 0; j < 2; ++j) {
+          const int row = my_row[j];
+          if (row >= nrows) continue;
+          const int s = (row0 + row) / p.hpg, h = g * p.hpg + (row0 + row) % p.hpg;
+          if (split) {
+            p.lse_accum[(static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h] = l[j] > 0.f ? m[j] + log2f(l[j]) : -INFINITY;
+          } else {
+            p.lse[r * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] =
+                l[j] > 0.f ? (m[j] + log2f(l[j])) * 0.6931471805599453f : INFINITY;
+          }
+        }
       }
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 1);
-        sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 2);
-        l[j] = l[j] * alpha[j] + sum[j];
-      }
-      rescale_o(alpha);
+    });
+    return;
+  }
 
-      const int valid = min(kBlockN, len - tok0);
-      if (valid < kBlockN) zero_tail_rows(ss.kv[st], valid, 0, t128, kWg0Sync);
-      if (p_owed) NamedBarrier::sync(256, kPFree);  // warpgroup 1 is done with P(t - 1)
-      store_p(tSrS);
-      if (t128 % 4 == 0) ss.row_scale[my_row[0]] = alpha[0], ss.row_scale[my_row[1]] = alpha[1];
+  // -------------------------------------------------------------------- warpgroup 1: tile 1 of each pair, O[:, 256:512]
+  for_each_segment(p, e, [&](int r, int len, int start, int end) {
+    float l[2] = {0.f, 0.f};
+    int bound[2];
+    row_bounds(len, bound);
+    clear(tOrO);
+    if (start < end) bar_sync(kBarQReady, 256);
+#pragma unroll 1
+    for (int blk = start; blk < end; blk += 2) {
+      const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked
+      const int tok1 = (blk + 1) * kBlockN;
+      // Concurrently with wg0's QK^T: two issuers keep the tensor pipe fuller. A phantom slot's logits are all
+      // masked below, whatever S holds: no QK^T for it.
+      if (has1) qk(1, phase[1]);
+      const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
+      float mx[2], m0[2], scale0[2], m1[2], scale1[2], sum[2];
+      mask_and_max(lim, mx);
+      const int valid = has1 ? min(kBlockN, len - tok1) : 0;
+      if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V1: our PV and wg0's
+
+      bar_sync(kBarP0Ready, 256);  // P0, m0, scale0 of warpgroup 0
+#pragma unroll
+      for (int j = 0; j < 2; ++j) m0[j] = ss.m0[my_row[j]], scale0[j] = ss.scale0[my_row[j]];
+      rescale_o(scale0);
+      observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
+      pv(tOrP0, 0);  // runs while this warpgroup's softmax below does
+#pragma unroll
+      for (int j = 0; j < 2; ++j) m1[j] = fmaxf(m0[j], mx[j]), scale1[j] = rescale_factor(m0[j], m1[j]);
+      exp_and_sum(m1, sum);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) l[j] = l[j] * scale0[j] * scale1[j] + sum[j];
+      store_p(p_tile[1]);  // stage 1's chunk 8: its QK^T use is over
+      if (row_owner) {
+#pragma unroll
+        for (int j = 0; j < 2; ++j) ss.m1[my_row[j]] = m1[j], ss.scale1[my_row[j]] = scale1[j];
+      }
       cutlass::arch::fence_view_async_shared();
-      NamedBarrier::sync(128, kWg0Sync);   // all of P is written before this warpgroup's PV reads it
-      NamedBarrier::arrive(256, kPFull);  // ... and before warpgroup 1's
-      p_owed = true;
-
-      // O[:, 0:256] += P V right away (concurrently with warpgroup 1's half), so that chunks 0-3 are refilled a
-      // whole tile ahead of their next use.
-      pv(st);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(tOrO);
-      if (elected) ahead_v.load_and_next(p, e, ss, st, g, 0, kHalfDv / kChunk);
+      bar_sync(kBarWg1, 128);  // all of P1 is written
+      pv_wait();
+      // Warpgroup 0 has read P0 too: stage 0 chunks 4-8 may be refilled. Synced before publishing P1, so that
+      // warpgroup 0 cannot arrive on kBarP0Read again before this sync completed.
+      bar_sync(kBarP0Read, 256);
+      if (elected) next0.load_and_skip(p, e, ss, 0, g, kHalfDv / kChunk, kChunks);
+      bar_arrive(kBarP1Ready, 256);
+      rescale_o(scale1);
+      pv(tOrP1, 1);
+      pv_wait();
+      bar_sync(kBarP1Read, 256);  // warpgroup 0 has read P1: stage 1 chunks 4-8 may be refilled
+      if (elected) next1.load_and_skip(p, e, ss, 1, g, kHalfDv / kChunk, kChunks);
+      phase[0] ^= 1;
+      if (has1) phase[1] ^= 1;
     }
-
-    // Epilogue: one split -> out and natural-log lse; several -> fp32 partial and base-2 lse.
-    const float inv_l[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
-    if (p_owed) NamedBarrier::sync(256, kPFree);
-    if (t128 % 4 == 0) ss.row_scale[my_row[0]] = inv_l[0], ss.row_scale[my_row[1]] = inv_l[1];
-    NamedBarrier::arrive(256, kPFull);
-    p_owed = true;
+    if (row_owner) ss.l1[my_row[0]] = l[0], ss.l1[my_row[1]] = l[1];
+    bar_arrive(kBarL1Ready, 256);
+    bar_sync(kBarInvL, 256);
+    const float inv_l[2] = {ss.inv_l[my_row[0]], ss.inv_l[my_row[1]]};
     bool split;
     const int slot = split_slot(r, split);
-    store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
-    if (t128 % 4 == 0) {
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int row = my_row[j];
-        if (row >= nrows) continue;
-        const int s = (row0 + row) / p.hpg, h = g * p.hpg + (row0 + row) % p.hpg;
-        if (split) {
-          p.lse_accum[(static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h] = l[j] > 0.f ? m[j] + log2f(l[j]) : -INFINITY;
-        } else {
-          p.lse[r * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] =
-              l[j] > 0.f ? (m[j] + log2f(l[j])) * 0.6931471805599453f : INFINITY;
-        }
-      }
-    }
+    store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, kHalfDv, split, slot);
   });
-  if (p_owed) NamedBarrier::sync(256, kPFree);  // completes warpgroup 1's last kPFree arrival
 }
 
 }  // namespace flashmla::sm90::dense_decode
