@@ -101,8 +101,8 @@ __device__ __forceinline__ void load_q(const Params& p, SharedStorage<E>& ss, in
 
 /// A position in the CTA's sequence of KV tile slots. Each segment (request) contributes its tiles [start, end),
 /// padded with one phantom slot to an even count, so that slot u always uses stage u % 2 and a pair of slots is (stage
-/// 0, stage 1). A phantom slot loads nothing; its logits are masked and its V rows zeroed. Segments without tiles
-/// contribute no slot.
+/// 0, stage 1). A phantom slot loads nothing and costs no wgmma: its P is all zeros (masked logits) and neither its
+/// QK^T nor its PV is issued. Segments without tiles contribute no slot.
 struct SlotCursor {
   int r, blk, end, pend, len;
   __device__ void settle(const Params& p, const DecodeSchedEntry& e) {  // from request r's first tile on
@@ -143,9 +143,8 @@ struct SlotCursor {
   }
 };
 
-/// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage: a partial last tile (the cache may hold NaN past the
-/// length, and 0 * NaN = NaN) or a phantom slot. Then makes the writes visible to wgmma and syncs the calling
-/// warpgroup on `bar`.
+/// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage, a partial last tile: the cache may hold NaN past the
+/// length, and 0 * NaN = NaN. Then makes the writes visible to wgmma and syncs the calling warpgroup on `bar`.
 template <typename E>
 __device__ __forceinline__ void zero_tail_rows(E* stage, int valid, int t128, uint32_t bar) {
   using C = Config<E>;
@@ -409,9 +408,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
           l[j] = (l[j] * scale0[j] + sum[j]) * scale1[j];
         }
         rescale_o(scale1);
-        if (has1) observe(1, phase[1], 0, kHalfDv / kChunk);
-        pv(tOrP1, 1);
-        pv_wait();
+        if (has1) {  // a phantom's P1 is all zeros: no PV
+          observe(1, phase[1], 0, kHalfDv / kChunk);
+          pv(tOrP1, 1);
+          pv_wait();
+        }
         bar_arrive(kBarP1Read, 256);
         if (elected) next1.load_and_skip(p, e, ss, 1, g, 0, kHalfDv / kChunk);  // stage 1 chunks 0-3
         phase[0] ^= 1;
@@ -466,7 +467,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
       float mx[2], m0[2], scale0[2], m1[2], scale1[2], sum[2];
       mask_and_max(lim, mx);
-      const int valid = has1 ? min(kBlockN, len - tok1) : 0;
+      const int valid = has1 ? min(kBlockN, len - tok1) : kBlockN;  // a phantom's V is never read
       if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V1: our PV and wg0's
 
       bar_sync(kBarP0Ready, 256);  // P0, m0, scale0 of warpgroup 0
@@ -494,8 +495,10 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       if (elected) next0.load_and_skip(p, e, ss, 0, g, kHalfDv / kChunk, kChunks);
       bar_arrive(kBarP1Ready, 256);
       rescale_o(scale1);
-      pv(tOrP1, 1);
-      pv_wait();
+      if (has1) {
+        pv(tOrP1, 1);
+        pv_wait();
+      }
       bar_sync(kBarP1Read, 256);  // warpgroup 0 has read P1: stage 1 chunks 4-8 may be refilled
       if (elected) next1.load_and_skip(p, e, ss, 1, g, kHalfDv / kChunk, kChunks);
       phase[0] ^= 1;
