@@ -93,8 +93,9 @@ __device__ __forceinline__ void load_q(const Params& p, SharedStorage<E>& ss, in
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * 128, row = i / kVecs, d = (i % kVecs) * 8;
-      // 8 consecutive elements starting at a multiple of 8 stay contiguous under the 128-byte swizzle.
-      *reinterpret_cast<uint4*>(&sQ(row, d)) = v[u];
+      // 8 consecutive elements starting at a multiple of 8 stay contiguous under the 128-byte swizzle. The swizzled
+      // address comes back as an offset from ss.q, so the store stays a shared-memory store.
+      *reinterpret_cast<uint4*>(ss.q + (&sQ(row, d) - ss.q)) = v[u];
     }
   }
 }
@@ -152,7 +153,7 @@ __device__ __forceinline__ void zero_tail_rows(E* stage, int valid, int t128, ui
   constexpr int kVecs = kDv / 8;
   for (int i = t128; i < (kBlockN - valid) * kVecs; i += 128) {
     const int row = valid + i / kVecs, d = (i % kVecs) * 8;
-    *reinterpret_cast<uint4*>(&sKV(row, d, 0)) = make_uint4(0, 0, 0, 0);
+    *reinterpret_cast<uint4*>(stage + (&sKV(row, d, 0) - stage)) = make_uint4(0, 0, 0, 0);  // shared store (see load_q)
   }
   cutlass::arch::fence_view_async_shared();
   bar_sync(bar, 128);
@@ -191,8 +192,11 @@ template <typename E>
 __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_constant__ Params p) {
   using C = Config<E>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
-  // The 128-byte swizzle is a function of address bits 4-9: the buffers must start on 1024-byte boundaries.
-  SharedStorage<E>& ss = *reinterpret_cast<SharedStorage<E>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  // The 128-byte swizzle is a function of address bits 4-9: the buffers must start on 1024-byte boundaries. The offset
+  // is added to the __shared__ array itself (not through an integer) so that the compiler still knows every access
+  // below is to shared memory and emits STS/LDS rather than generic ST/LD.
+  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  SharedStorage<E>& ss = *reinterpret_cast<SharedStorage<E>*>(smem_raw + ((1024u - smem_base % 1024u) % 1024u));
 
   const int wg = threadIdx.x / 128;
   const int t128 = threadIdx.x % 128;
