@@ -8,6 +8,8 @@
 
 namespace flashmla::sm90::dense_decode {
 
+constexpr int kDecodeBlockN = 64;  // KV tokens per tile of both main kernels: the schedule's block_size_n
+
 struct CommonParams {
   const void* q;  // (b, s_q, h_q, 576), bf16 or fp16
   int64_t q_stride_b, q_stride_s, q_stride_h;
@@ -26,5 +28,44 @@ struct CommonParams {
   float scale_log2;                      // softmax_scale * log2(e)
   bool causal;
 };
+
+/// What one CTA of a main kernel works on. The grid is num_parts x h_kv x m_blocks on x, m-block fastest (the host
+/// side launches m_blocks * h_kv * num_parts CTAs).
+struct CtaWork {
+  int g;                // KV head
+  DecodeSchedEntry e;   // the schedule part's range of requests and blocks
+  int row0, nrows;      // first query row (s x h_q / h_kv + h') of the m-block and its number of valid rows
+};
+
+__device__ __forceinline__ CtaWork cta_work(const CommonParams& p, int rows_per_cta) {
+  CtaWork w;
+  const int mb = blockIdx.x % p.m_blocks;
+  w.g = (blockIdx.x / p.m_blocks) % p.h_kv;
+  // Written by the scheduler kernel that ran before on this stream: plain loads (never __ldg).
+  w.e = p.sched[blockIdx.x / (p.m_blocks * p.h_kv)];
+  w.row0 = mb * rows_per_cta;
+  w.nrows = min(rows_per_cta, p.s_q * p.hpg - w.row0);
+  return w;
+}
+
+/// Request r's share of schedule part `e`: its length and the tiles [start, end) of it the part processes.
+struct Segment {
+  int len, start, end;
+};
+
+__device__ __forceinline__ Segment segment(const CommonParams& p, const DecodeSchedEntry& e, int r) {
+  Segment sg;
+  sg.len = p.seqlens[r];  // written by the caller earlier on the stream: a plain load
+  sg.start = r == e.begin_req ? e.begin_block : 0;
+  sg.end = r == e.end_req ? e.end_block : sched_num_blocks(sg.len, kDecodeBlockN);
+  return sg;
+}
+
+/// Keys [0, bound) that query row `row` (absolute: s x h_q / h_kv + h') sees in a request of `len` tokens: all of
+/// them, or bottom-right causal when s_q > 1 (query token s sees keys [0, len - s_q + s]).
+__device__ __forceinline__ int visible_keys(const CommonParams& p, int len, int row) {
+  const int s = row / p.hpg;
+  return (p.causal && p.s_q > 1) ? max(0, min(len, len - p.s_q + s + 1)) : len;
+}
 
 }  // namespace flashmla::sm90::dense_decode

@@ -7,12 +7,14 @@
 
 #include <cstdint>
 
+#include "kernels/sm90/dense_decode/common_params.h"
+
 namespace flashmla::sm90::dense_decode {
 
 using namespace cute;
 
 constexpr int kBlockM = 64;              // query rows per CTA (s_q x heads of one KV head)
-constexpr int kBlockN = 64;              // KV tokens per tile (the schedule's block_size_n)
+constexpr int kBlockN = kDecodeBlockN;   // KV tokens per tile (the schedule's block_size_n)
 constexpr int kDqk = 576;
 constexpr int kDv = 512;
 constexpr int kChunk = 64;               // dims per TMA box / per K chunk barrier (128 bytes, the swizzle span)

@@ -21,7 +21,7 @@
 namespace flashmla::sm90::dense_decode::fallback {
 
 constexpr int kRows = 32;      // query rows per CTA (s_q x heads sharing one KV head)
-constexpr int kBlockN = 64;    // KV tokens per step (the schedule's block_size_n)
+constexpr int kBlockN = kDecodeBlockN;  // KV tokens per step (the schedule's block_size_n)
 constexpr int kDqk = 576;
 constexpr int kDv = 512;
 constexpr int kThreads = 256;
@@ -49,30 +49,20 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const Params 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   Smem<T>& sm = *reinterpret_cast<Smem<T>*>(smem_raw);
   const int tid = threadIdx.x, warp = tid / 32;
-  const int mb = blockIdx.x % p.m_blocks;
-  const int g = (blockIdx.x / p.m_blocks) % p.h_kv;
-  const int part = blockIdx.x / (p.m_blocks * p.h_kv);
-  // Written by the scheduler kernel that ran before on this stream: plain loads (never __ldg).
-  const DecodeSchedEntry e = p.sched[part];
+  const CtaWork w = cta_work(p, kRows);
+  const DecodeSchedEntry e = w.e;
   if (e.begin_req >= p.b) return;
-  const int row0 = mb * kRows;
-  const int nrows = min(kRows, p.s_q * p.hpg - row0);
+  const int g = w.g, row0 = w.row0, nrows = w.nrows;
 
   for (int r = e.begin_req; r <= e.end_req; ++r) {
-    const int len = p.seqlens[r];
-    const int start = r == e.begin_req ? e.begin_block : 0;
-    const int end = r == e.end_req ? e.end_block : sched_num_blocks(len, kBlockN);
+    const Segment sg = segment(p, e, r);
+    const int len = sg.len, start = sg.start, end = sg.end;
 
     for (int i = tid; i < kRows * kDv; i += kThreads) sm.o[i] = 0.f;
     if (tid < kRows) {
       sm.m[tid] = -INFINITY;
       sm.l[tid] = 0.f;
-      int bound = 0;
-      if (tid < nrows) {
-        const int s = (row0 + tid) / p.hpg;
-        bound = (p.causal && p.s_q > 1) ? max(0, min(len, len - p.s_q + s + 1)) : len;
-      }
-      sm.row_end[tid] = bound;
+      sm.row_end[tid] = tid < nrows ? visible_keys(p, len, row0 + tid) : 0;
     }
     const T* q = static_cast<const T*>(p.q);
     for (int i = tid; i < kRows * kDqk; i += kThreads) {

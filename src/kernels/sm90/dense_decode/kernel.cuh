@@ -54,11 +54,8 @@ template <typename F>
 __device__ __forceinline__ void for_each_segment(const Params& p, const DecodeSchedEntry& e, F&& f) {
 #pragma unroll 1
   for (int r = e.begin_req; r <= e.end_req; ++r) {
-    // Written by the scheduler kernel and the caller earlier on the stream: plain loads.
-    const int len = p.seqlens[r];
-    const int start = r == e.begin_req ? e.begin_block : 0;
-    const int end = r == e.end_req ? e.end_block : sched_num_blocks(len, kBlockN);
-    f(r, len, start, end);
+    const Segment sg = segment(p, e, r);
+    f(r, sg.len, sg.start, sg.end);
   }
 }
 
@@ -108,9 +105,8 @@ struct SlotCursor {
   int r, blk, end, pend, len;
   __device__ void settle(const Params& p, const DecodeSchedEntry& e) {  // from request r's first tile on
     for (; r <= e.end_req; ++r) {
-      len = p.seqlens[r];
-      blk = r == e.begin_req ? e.begin_block : 0;
-      end = r == e.end_req ? e.end_block : sched_num_blocks(len, kBlockN);
+      const Segment sg = segment(p, e, r);
+      len = sg.len, blk = sg.start, end = sg.end;
       if (blk < end) {
         pend = blk + ((end - blk + 1) & ~1);
         return;
@@ -201,14 +197,10 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const int wg = threadIdx.x / 128;
   const int t128 = threadIdx.x % 128;
   const bool elected = t128 == 0;  // the thread of a warpgroup that issues its TMA loads
-  const int mb = blockIdx.x % p.m_blocks;
-  const int g = (blockIdx.x / p.m_blocks) % p.h_kv;
-  const int part = blockIdx.x / (p.m_blocks * p.h_kv);
-  // Written by the scheduler kernel that ran before on this stream: plain loads.
-  const DecodeSchedEntry e = p.sched[part];
+  const CtaWork w = cta_work(p, kBlockM);
+  const DecodeSchedEntry e = w.e;
   if (e.begin_req >= p.b) return;
-  const int row0 = mb * kBlockM;
-  const int nrows = min(kBlockM, p.s_q * p.hpg - row0);
+  const int g = w.g, row0 = w.row0, nrows = w.nrows;
 
   if (threadIdx.x == 0) {
     for (int st = 0; st < kStages; ++st) {
@@ -356,10 +348,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   };
   auto row_bounds = [&](int len, int (&bound)[2]) {  // keys [0, bound) visible to each of this thread's rows
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int s = (row0 + my_row[j]) / p.hpg;
-      bound[j] = my_row[j] >= nrows ? 0 : (p.causal && p.s_q > 1) ? max(0, min(len, len - p.s_q + s + 1)) : len;
-    }
+    for (int j = 0; j < 2; ++j) bound[j] = my_row[j] >= nrows ? 0 : visible_keys(p, len, row0 + my_row[j]);
   };
 
   uint32_t phase[2] = {0, 0};  // parity of the next load each stage's chunk barriers complete
