@@ -20,21 +20,29 @@ constexpr int kDv = 512;
 constexpr int kChunk = 64;               // dims per TMA box / per K chunk barrier (128 bytes, the swizzle span)
 constexpr int kChunks = kDqk / kChunk;   // 9
 constexpr int kStages = 2;               // KV tiles in flight
-constexpr int kThreads = 256;            // two math warpgroups; they also issue the TMA loads
+constexpr int kMathWarpgroups = 2;       // warpgroups 0 and 1: wgmma, softmax, epilogue
+constexpr int kProducerWg = 2;           // warpgroup 2: one thread issues the KV loads; its other warps leave
+constexpr int kThreads = 128 * (kMathWarpgroups + 1);
+// Registers per thread after setmaxnreg (the launch gives 65536 / 384 = 170): the producer gives most of its share to
+// the math warpgroups. 128 * (kProducerRegs + 2 * kMathRegs) must not exceed 65536.
+constexpr int kProducerRegs = 40;
+constexpr int kMathRegs = 232;
+static_assert(128 * (kProducerRegs + kMathWarpgroups * kMathRegs) <= 65536, "register file of an SM");
+// kv_empty arrivals per use of a stage: one per warp that read the chunks (after its wgmma completed).
+constexpr int kEmptyLoArrivals = 4;   // chunks 0-3 (V dims 0-255): warpgroup 0's PV
+constexpr int kEmptyHiArrivals = 8;   // chunks 4-8 (V dims 256-511, P in chunk 8): both warpgroups' PV
 constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 
-// Hardware named-barrier ids (0 is __syncthreads). Each handoff is one direction: the producer warpgroup arrives, the
+// Hardware named-barrier ids (0 is __syncthreads). Most handoffs are one direction: the signalling warpgroup arrives, the
 // consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
 enum BarrierId : uint32_t {
   kBarP0Ready = 1,   // wg0 -> wg1: P0 in smem, m0 and scale0 published, V0 tail rows zeroed
   kBarP1Ready = 2,   // wg1 -> wg0: P1 in smem, m1 and scale1 published, V1 tail rows zeroed
-  kBarP0Read = 3,    // wg0 -> wg1: wg0's PV with P0 is complete (stage 0 chunks 4-8 may be refilled)
-  kBarP1Read = 4,    // wg0 -> wg1: wg0's PV with P1 is complete (stage 1 chunks 4-8 may be refilled)
-  kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem
-  kBarL1Ready = 6,   // wg1 -> wg0: wg1's row sums of the segment
-  kBarInvL = 7,      // wg0 -> wg1: 1 / l of the segment's rows
-  kBarWg0 = 8,       // warpgroup 0 alone
-  kBarWg1 = 9,       // warpgroup 1 alone
+  kBarQReady = 3,    // wg0 -> wg1: Q of the segment is in smem
+  kBarL1Ready = 4,   // wg1 -> wg0: wg1's row sums of the segment (both sync)
+  kBarInvL = 5,      // wg0 -> wg1: 1 / l of the segment's rows (both sync)
+  kBarWg0 = 6,       // warpgroup 0 alone
+  kBarWg1 = 7,       // warpgroup 1 alone
 };
 
 template <typename E>  // cutlass::bfloat16_t or cutlass::half_t
@@ -67,6 +75,7 @@ struct alignas(1024) SharedStorage {
   float m1[kBlockM], scale1[kBlockM];  // wg1 -> wg0 per pair: running max after tile 1, its rescale factor
   float l1[kBlockM], inv_l[kBlockM];   // per segment: wg1's row sums; 1 / l
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
+  uint64_t kv_empty[kStages][2];       // math -> producer: chunks 0-3 / 4-8 of the stage may be refilled
 };
 
 /// Dynamic shared memory to request: the storage plus room to align its start to 1024 bytes.

@@ -1,17 +1,15 @@
 // Dense decode main kernel for sm_90a: TMA + wgmma (docs/kernels/dense_decode.md).
 //
 // One CTA = one (schedule part, KV head g, m-block of 64 query rows). It walks the requests ("segments") and 64-token
-// KV tiles its schedule entry assigns; both warpgroups walk the same sequence, so tile t means the same to both.
+// KV tiles its schedule entry assigns; every role walks the same sequence of tile slots, so slot u means the same to
+// all of them.
 //
-//   warpgroup 0: Q of each segment into smem; S = Q K^T (wgmma 64x64x16, one commit group per 64-dim chunk, each
-//                issued when its TMA has landed); online softmax in base 2; publishes P (input dtype) and the row
-//                rescale factor in smem (bar.arrive kPFull); O[:, 0:256] += P V.
-//   warpgroup 1: waits for P (bar.sync kPFull), rescales O[:, 256:512], O[:, 256:512] += P V, releases P
-//                (bar.arrive kPFree; warpgroup 0 syncs on it before the next P).
-//
-// KV tiles live in a 2-stage ring. There is no producer warp: the thread that finishes the last read of a 64-dim
-// chunk of a stage refills that chunk with the tile two steps ahead (chunk 8, K only: after QK^T; chunks 0-3: after
-// warpgroup 0's PV; chunks 4-7: after warpgroup 1's PV), so a chunk is reloaded as soon as it is free.
+//   warpgroup 0 (math): Q of each segment into smem; QK^T of tile A of each pair (stage 0); softmax; P_A into smem;
+//                       O[:, 0:256] += P_A V_A + P_B V_B.
+//   warpgroup 1 (math): QK^T of tile B (stage 1), concurrently; softmax after A's; P_B into smem;
+//                       O[:, 256:512] += P_A V_A + P_B V_B.
+//   warpgroup 2 (producer, one thread): the KV loads. It waits until a stage's chunks are free (kv_empty) and refills
+//                       them with the tile two slots ahead; the math warps only signal, they issue no TMA.
 //
 // Masking: logits of tokens at or past the row's bound (length, bottom-right causal) are replaced by -inf, and the
 // V rows of a partial last tile are zeroed in smem before PV, so NaN in unused cache slots never reaches O.
@@ -22,6 +20,7 @@
 
 #include <cute/tensor.hpp>
 #include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/numeric_types.h>
 
 #include <cstdint>
@@ -39,6 +38,7 @@ struct Params : CommonParams {
 };
 
 using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+using Barrier = cutlass::arch::ClusterBarrier;
 
 // Named barriers by hardware id (config.cuh). A producer's bar.arrive releases its prior writes to the threads that
 // complete the barrier with bar.sync.
@@ -121,22 +121,14 @@ struct SlotCursor {
     if (++blk >= pend) ++r, settle(p, e);
   }
   __device__ bool done(const DecodeSchedEntry& e) const { return r > e.end_req; }
-  /// When `issue`, loads dim chunks [c0, c1) of the current slot into `stage` (one thread; nothing for a phantom
-  /// slot); then moves two slots on, to the next slot of the same stage.
+  /// Loads dim chunks [c0, c1) of the current slot into `stage` (nothing for a phantom slot). Producer thread.
   template <typename E>
-  __device__ void load_and_skip(const Params& p, const DecodeSchedEntry& e, SharedStorage<E>& ss, int stage, int g,
-                                int c0, int c1, bool issue = true) {
-    if (done(e)) return;
-#ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the prologue's loads, no refills
-    issue = issue && c0 == 0 && c1 == kChunks;
-#endif
-    if (issue && blk < end) {
+  __device__ void load(const Params& p, SharedStorage<E>& ss, int stage, int g, int c0, int c1) const {
+    if (blk < end) {
       const int tok0 = blk * kBlockN;
       p.kv.load_chunks(ss.kv[stage], ss.kv_full[stage], p.block_table + r * p.bt_stride, tok0,
                        min(kBlockN, len - tok0), g, c0, c1);
     }
-    next(p, e);
-    if (!done(e)) next(p, e);
   }
 };
 
@@ -196,7 +188,6 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 
   const int wg = threadIdx.x / 128;
   const int t128 = threadIdx.x % 128;
-  const bool elected = t128 == 0;  // the thread of a warpgroup that issues its TMA loads
   const CtaWork w = cta_work(p, kBlockM);
   const DecodeSchedEntry e = w.e;
   if (e.begin_req >= p.b) return;
@@ -205,23 +196,47 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   if (threadIdx.x == 0) {
     for (int st = 0; st < kStages; ++st) {
       for (int c = 0; c < kChunks; ++c) TxBarrier::init(&ss.kv_full[st][c], 1);
+      Barrier::init(&ss.kv_empty[st][0], kEmptyLoArrivals);
+      Barrier::init(&ss.kv_empty[st][1], kEmptyHiArrivals);
     }
     cutlass::arch::fence_barrier_init();
   }
-  __syncthreads();
+  __syncthreads();  // the last CTA-wide barrier: the producer warpgroup's idle warps leave below
   // Let the combine grid (programmatic dependent launch) be scheduled; it waits for this grid's completion itself.
   asm volatile("griddepcontrol.launch_dependents;");
-  // Refill cursors: the next slot of stage 0 and of stage 1 after the two the prologue loads.
-  // Prologue (thread 0): slot 0 -> stage 0 and slot 1 -> stage 1, every chunk.
-  // Each refill is issued by the elected thread of the warpgroup that finished the last read of those chunks:
-  // wg0 stage 0 chunks 0-3 (next0) and stage 1 chunks 0-3 (next1); wg1 stage 0 chunks 4-8 (next0) and stage 1
-  // chunks 4-8 (next1).
-  SlotCursor next0, next1;
-  next0.begin(p, e);
-  next1 = next0;
-  if (!next1.done(e)) next1.next(p, e);
-  next0.load_and_skip(p, e, ss, 0, g, 0, kChunks, threadIdx.x == 0);
-  next1.load_and_skip(p, e, ss, 1, g, 0, kChunks, threadIdx.x == 0);
+
+  if (wg == kProducerWg) {
+    // ------------------------------------------------------------------- warpgroup 2: the producer (one thread)
+    cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
+    if (t128 != 0) return;
+    cute::prefetch_tma_descriptor(&p.kv.map);
+    // Slot u goes to stage u % 2. Its chunks 0-3 may be overwritten once slot u - 2's were read by warpgroup 0's PV
+    // (kv_empty[s][0]); chunks 4-8 once both warpgroups' PV read slot u - 2's V 4-7 and P (chunk 8) (kv_empty[s][1]).
+    SlotCursor cur;
+    cur.begin(p, e);
+    uint32_t empty_phases = 0;  // bit s: parity of stage s's next kv_empty completion (a bit mask: no local array)
+#pragma unroll 1
+    for (int u = 0; !cur.done(e); ++u, cur.next(p, e)) {
+      const int st = u % kStages;
+      const bool refill = u >= kStages;
+#ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the first two slots' loads only
+      if (refill) break;
+#endif
+      const uint32_t parity = (empty_phases >> st) & 1u;
+      if (refill) Barrier::wait(&ss.kv_empty[st][0], parity);
+      cur.load(p, ss, st, g, 0, kHalfDv / kChunk);
+      if (refill) Barrier::wait(&ss.kv_empty[st][1], parity);
+      cur.load(p, ss, st, g, kHalfDv / kChunk, kChunks);
+      if (refill) empty_phases ^= 1u << st;
+    }
+    return;
+  }
+  cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
+  const bool warp_leader = threadIdx.x % 32 == 0;  // the lane of a warp that signals kv_empty
+  // This warp's reads of chunks [0, 4) (half 0) or [4, 9) (half 1) of `stage` are over (its wgmma completed).
+  auto release = [&](int stage, int half) {
+    if (warp_leader) Barrier::arrive(&ss.kv_empty[stage][half]);
+  };
 
   // ---- the MMAs, as both warpgroups see them (a warpgroup's QK^T reads its own stage: wg0 stage 0, wg1 stage 1)
   typename C::MmaQK mma_qk;
@@ -389,8 +404,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         rescale_o(scale0);
         pv(tOrP0, 0);
         pv_wait();
-        bar_arrive(kBarP0Read, 256);
-        if (elected) next0.load_and_skip(p, e, ss, 0, g, 0, kHalfDv / kChunk);  // stage 0 chunks 0-3: read by us only
+        release(0, 0);  // V_A dims 0-255: read by us only
+        release(0, 1);  // P_A (chunk 8)
 
         bar_sync(kBarP1Ready, 256);     // P1, m1, scale1 of warpgroup 1
         float scale1[2];
@@ -406,8 +421,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
           pv(tOrP1, 1);
           pv_wait();
         }
-        bar_arrive(kBarP1Read, 256);
-        if (elected) next1.load_and_skip(p, e, ss, 1, g, 0, kHalfDv / kChunk);  // stage 1 chunks 0-3
+        release(1, 0);  // signalled for a phantom slot too: the producer counts every slot
+        release(1, 1);
         phase[0] ^= 1;
         if (has1) phase[1] ^= 1;
       }
@@ -421,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
       }
       if (row_owner) ss.inv_l[my_row[0]] = inv_l[0], ss.inv_l[my_row[1]] = inv_l[1];
-      bar_arrive(kBarInvL, 256);
+      bar_sync(kBarInvL, 256);
       bool split;
       const int slot = split_slot(r, split);
       store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
@@ -481,24 +496,22 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       }
       cutlass::arch::fence_view_async_shared();
       bar_sync(kBarWg1, 128);  // all of P1 is written
-      pv_wait();
-      // Warpgroup 0 has read P0 too: stage 0 chunks 4-8 may be refilled. Synced before publishing P1, so that
-      // warpgroup 0 cannot arrive on kBarP0Read again before this sync completed.
-      bar_sync(kBarP0Read, 256);
-      if (elected) next0.load_and_skip(p, e, ss, 0, g, kHalfDv / kChunk, kChunks);
       bar_arrive(kBarP1Ready, 256);
+      pv_wait();
+      release(0, 1);  // V_A dims 256-511 and P_A
       rescale_o(scale1);
       if (has1) {
         pv(tOrP1, 1);
         pv_wait();
       }
-      bar_sync(kBarP1Read, 256);  // warpgroup 0 has read P1: stage 1 chunks 4-8 may be refilled
-      if (elected) next1.load_and_skip(p, e, ss, 1, g, kHalfDv / kChunk, kChunks);
+      release(1, 1);
       phase[0] ^= 1;
       if (has1) phase[1] ^= 1;
     }
     if (row_owner) ss.l1[my_row[0]] = l[0], ss.l1[my_row[1]] = l[1];
-    bar_arrive(kBarL1Ready, 256);
+    // Both ends sync (not arrive/sync) on these two once-per-segment handoffs: compute-sanitizer's racecheck orders
+    // shared-memory accesses only through barriers that both sides complete.
+    bar_sync(kBarL1Ready, 256);
     bar_sync(kBarInvL, 256);
     const float inv_l[2] = {ss.inv_l[my_row[0]], ss.inv_l[my_row[1]]};
     bool split;
