@@ -28,21 +28,27 @@ constexpr int kThreads = 128 * (kMathWarpgroups + 1);
 constexpr int kProducerRegs = 40;
 constexpr int kMathRegs = 232;
 static_assert(128 * (kProducerRegs + kMathWarpgroups * kMathRegs) <= 65536, "register file of an SM");
-// kv_empty arrivals per use of a stage: one per warp that read the chunks (after its wgmma completed).
-constexpr int kEmptyLoArrivals = 4;   // chunks 0-3 (V dims 0-255): warpgroup 0's PV
-constexpr int kEmptyHiArrivals = 8;   // chunks 4-8 (V dims 256-511, P in chunk 8): both warpgroups' PV
+// A stage's chunks are released to the producer in three groups, each by the warps that read it (one arrival per
+// warp, after its wgmma completed): V dims 0-255 (warpgroup 0's PV), V dims 256-511 (warpgroup 1's), and chunk 8,
+// which holds the stage's P after QK^T (both PVs).
+enum ChunkGroup : int { kGroupLo = 0, kGroupHi = 1, kGroupP = 2, kGroups = 3 };
+__host__ __device__ constexpr int group_first_chunk(int grp) { return grp == kGroupP ? kChunks - 1 : grp * 4; }
+__host__ __device__ constexpr int group_end_chunk(int grp) { return grp == kGroupP ? kChunks : grp * 4 + 4; }
+__host__ __device__ constexpr int group_readers(int grp) { return grp == kGroupP ? 8 : 4; }  // warps
 constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 
 // Hardware named-barrier ids (0 is __syncthreads). Most handoffs are one direction: the signalling warpgroup arrives, the
 // consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
 enum BarrierId : uint32_t {
-  kBarP0Ready = 1,   // wg0 -> wg1: P0 in smem, m0 and scale0 published, V0 tail rows zeroed
-  kBarP1Ready = 2,   // wg1 -> wg0: P1 in smem, m1 and scale1 published, V1 tail rows zeroed
-  kBarQReady = 3,    // wg0 -> wg1: Q of the segment is in smem
-  kBarL1Ready = 4,   // wg1 -> wg0: wg1's row sums of the segment (both sync)
-  kBarInvL = 5,      // wg0 -> wg1: 1 / l of the segment's rows (both sync)
-  kBarWg0 = 6,       // warpgroup 0 alone
-  kBarWg1 = 7,       // warpgroup 1 alone
+  kBarMaxA = 1,      // wg0 -> wg1: row maxima of tile A (mx_a); V_A tail rows zeroed comes with kBarPA
+  kBarMaxB = 2,      // wg1 -> wg0: row maxima of tile B (mx_b)
+  kBarPA = 3,        // wg0 -> wg1: P_A in smem (chunk 8 of stage 0), V_A tail rows zeroed
+  kBarPB = 4,        // wg1 -> wg0: P_B in smem (chunk 8 of stage 1), V_B tail rows zeroed; also for a phantom B
+  kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem
+  kBarL1Ready = 6,   // wg1 -> wg0: wg1's row sums of the segment
+  kBarInvL = 7,      // wg0 -> wg1: 1 / l of the segment's rows
+  kBarWg0 = 8,       // warpgroup 0 alone
+  kBarWg1 = 9,       // warpgroup 1 alone
 };
 
 template <typename E>  // cutlass::bfloat16_t or cutlass::half_t
@@ -61,6 +67,11 @@ struct Config {
   using MmaQK = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kBlockN>, _16>>()));
   using MmaPV = decltype(make_tiled_mma(GMMA::ss_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kHalfDv>, _16>,
                                                                GMMA::Major::K, GMMA::Major::MN>()));
+  // A warpgroup's own P from registers (register-A wgmma). The accumulator of a 64x64 QK^T, element pairs packed to
+  // E, is already the A fragment of a 64x64 (4 k-blocks of 16) PV: ((2, 2, 2), 1, 4) with the same element order.
+  using MmaPVrs = decltype(make_tiled_mma(GMMA::rs_op_selector<E, E, float, Shape<Int<kBlockM>, Int<kHalfDv>, _16>,
+                                                               GMMA::Major::K, GMMA::Major::MN>()));
+  using LayoutPreg = Layout<Shape<Shape<_2, _2, _2>, _1, _4>, Stride<Stride<_1, _2, _4>, _0, _8>>;
 };
 
 // The 64x64 P tile of stage s lives in chunk 8 (the RoPE dims) of that stage's K tile: the chunk is dead once the
@@ -71,11 +82,10 @@ template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
   alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P0, P1 in chunk 8 of each stage)
-  float m0[kBlockM], scale0[kBlockM];  // wg0 -> wg1 per pair: running max after tile 0, its rescale factor
-  float m1[kBlockM], scale1[kBlockM];  // wg1 -> wg0 per pair: running max after tile 1, its rescale factor
+  float mx_a[kBlockM], mx_b[kBlockM];  // per pair: row maxima of tile A (wg0 -> wg1) and of tile B (wg1 -> wg0)
   float l1[kBlockM], inv_l[kBlockM];   // per segment: wg1's row sums; 1 / l
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
-  uint64_t kv_empty[kStages][2];       // math -> producer: chunks 0-3 / 4-8 of the stage may be refilled
+  uint64_t kv_empty[kStages][kGroups];  // math -> producer: a chunk group of the stage may be refilled
 };
 
 /// Dynamic shared memory to request: the storage plus room to align its start to 1024 bytes.

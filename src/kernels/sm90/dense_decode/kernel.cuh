@@ -4,12 +4,12 @@
 // KV tiles its schedule entry assigns; every role walks the same sequence of tile slots, so slot u means the same to
 // all of them.
 //
-//   warpgroup 0 (math): Q of each segment into smem; QK^T of tile A of each pair (stage 0); softmax; P_A into smem;
-//                       O[:, 0:256] += P_A V_A + P_B V_B.
-//   warpgroup 1 (math): QK^T of tile B (stage 1), concurrently; softmax after A's; P_B into smem;
-//                       O[:, 256:512] += P_A V_A + P_B V_B.
-//   warpgroup 2 (producer, one thread): the KV loads. It waits until a stage's chunks are free (kv_empty) and refills
-//                       them with the tile two slots ahead; the math warps only signal, they issue no TMA.
+//   warpgroup 0 (math): Q of each segment into smem; S_A = Q K_A^T of tile A of each pair (stage 0); its row maxima
+//                       to warpgroup 1; P_A = exp2(S_A - m) against the pair's common max m; O[:, 0:256] += P_A V_A
+//                       (P_A from registers), then += P_B V_B (P_B from smem).
+//   warpgroup 1 (math): the same for tile B (stage 1), concurrently, and O[:, 256:512]: its own P_B first.
+//   warpgroup 2 (producer; lane 0 of warp s serves stage s): the KV loads. It waits until a chunk group of its stage
+//                       is free (kv_empty) and refills it with the tile two slots ahead; the math warps only signal.
 //
 // Masking: logits of tokens at or past the row's bound (length, bottom-right causal) are replaced by -inf, and the
 // V rows of a partial last tile are zeroed in smem before PV, so NaN in unused cache slots never reaches O.
@@ -132,6 +132,13 @@ struct SlotCursor {
   }
 };
 
+/// The i-th chunk QK^T reads from `stage`, in the order the chunks are refilled: stage 0's chunks 0-3 are freed first
+/// (warpgroup 0 applies P_A first), stage 1's chunks 4-7 (warpgroup 1 applies P_B first); chunk 8 (P) always last.
+__device__ __forceinline__ int qk_chunk(int stage, int i) { return stage == 0 || i == kChunks - 1 ? i : i ^ 4; }
+
+/// The running row max after a pair: both warpgroups evaluate this on the same three values, so they agree bitwise.
+__device__ __forceinline__ float pair_max(float m, float mx_a, float mx_b) { return fmaxf(fmaxf(m, mx_a), mx_b); }
+
 /// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage, a partial last tile: the cache may hold NaN past the
 /// length, and 0 * NaN = NaN. Then makes the writes visible to wgmma and syncs the calling warpgroup on `bar`.
 template <typename E>
@@ -196,8 +203,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   if (threadIdx.x == 0) {
     for (int st = 0; st < kStages; ++st) {
       for (int c = 0; c < kChunks; ++c) TxBarrier::init(&ss.kv_full[st][c], 1);
-      Barrier::init(&ss.kv_empty[st][0], kEmptyLoArrivals);
-      Barrier::init(&ss.kv_empty[st][1], kEmptyHiArrivals);
+      for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], group_readers(grp));
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -206,36 +212,40 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   asm volatile("griddepcontrol.launch_dependents;");
 
   if (wg == kProducerWg) {
-    // ------------------------------------------------------------------- warpgroup 2: the producer (one thread)
+    // ------------------------------------------------- warpgroup 2: the producer (lane 0 of warp s serves stage s)
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
-    if (t128 != 0) return;
+    const int st = t128 / 32;
+    if (t128 % 32 != 0 || st >= kStages) return;
     cute::prefetch_tma_descriptor(&p.kv.map);
-    // Slot u goes to stage u % 2. Its chunks 0-3 may be overwritten once slot u - 2's were read by warpgroup 0's PV
-    // (kv_empty[s][0]); chunks 4-8 once both warpgroups' PV read slot u - 2's V 4-7 and P (chunk 8) (kv_empty[s][1]).
+    // Slot u goes to stage u % 2; each stage's thread walks every slot and loads its own. Slot u's chunk group may be
+    // overwritten once slot u - 2's readers released it (kv_empty); the groups are taken in the order they are
+    // released, which is also the order QK^T reads them (qk_chunk). One thread per stage, so that a group released
+    // early in one stage never waits behind a group released late in the other.
     SlotCursor cur;
     cur.begin(p, e);
-    uint32_t empty_phases = 0;  // bit s: parity of stage s's next kv_empty completion (a bit mask: no local array)
+    uint32_t parity = 0;  // of this stage's next kv_empty completion
 #pragma unroll 1
     for (int u = 0; !cur.done(e); ++u, cur.next(p, e)) {
-      const int st = u % kStages;
+      if (u % kStages != st) continue;
       const bool refill = u >= kStages;
 #ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the first two slots' loads only
       if (refill) break;
 #endif
-      const uint32_t parity = (empty_phases >> st) & 1u;
-      if (refill) Barrier::wait(&ss.kv_empty[st][0], parity);
-      cur.load(p, ss, st, g, 0, kHalfDv / kChunk);
-      if (refill) Barrier::wait(&ss.kv_empty[st][1], parity);
-      cur.load(p, ss, st, g, kHalfDv / kChunk, kChunks);
-      if (refill) empty_phases ^= 1u << st;
+#pragma unroll
+      for (int k = 0; k < kGroups; ++k) {
+        const int grp = k == kGroupP ? kGroupP : k ^ st;  // stage 0: lo, hi, P; stage 1: hi, lo, P
+        if (refill) Barrier::wait(&ss.kv_empty[st][grp], parity);
+        cur.load(p, ss, st, g, group_first_chunk(grp), group_end_chunk(grp));
+      }
+      if (refill) parity ^= 1u;
     }
     return;
   }
   cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
   const bool warp_leader = threadIdx.x % 32 == 0;  // the lane of a warp that signals kv_empty
-  // This warp's reads of chunks [0, 4) (half 0) or [4, 9) (half 1) of `stage` are over (its wgmma completed).
-  auto release = [&](int stage, int half) {
-    if (warp_leader) Barrier::arrive(&ss.kv_empty[stage][half]);
+  // This warp's reads of chunk group `grp` of `stage` are over (its wgmma completed).
+  auto release = [&](int stage, int grp) {
+    if (warp_leader) Barrier::arrive(&ss.kv_empty[stage][grp]);
   };
 
   // ---- the MMAs, as both warpgroups see them (a warpgroup's QK^T reads its own stage: wg0 stage 0, wg1 stage 1)
@@ -262,12 +272,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const int my_row[2] = {get<0>(tOcO(0)), get<0>(tOcO(2))};
   const bool row_owner = t128 % 4 == 0;  // the thread of a quad that publishes the row's values
 
-  // S = Q K^T over `stage`: one wgmma group per 64-dim chunk, each issued once its TMA has landed; chunk 8, reloaded
-  // last (it holds P until then), comes last.
+  // S = Q K^T over `stage`: one wgmma group per 64-dim chunk, each issued once its TMA has landed, in the order the
+  // producer refills them (qk_chunk).
   auto qk = [&](int stage, uint32_t phase) {
     constexpr int kKPerChunk = kChunk / 16;
 #pragma unroll 1
-    for (int c = 0; c < kChunks; ++c) {
+    for (int i = 0; i < kChunks; ++i) {
+      const int c = qk_chunk(stage, i);
 #ifndef FLASHMLA_ABLATION_NO_REFILL
       TxBarrier::wait(&ss.kv_full[stage][c], phase);
 #endif
@@ -276,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll
       for (int kk = 0; kk < kKPerChunk; ++kk) {
         const int k = c * kKPerChunk + kk;
-        mma_qk.accumulate_ = c == 0 && kk == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+        mma_qk.accumulate_ = i == 0 && kk == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
         cute::gemm(mma_qk, tSrQ(_, _, k), tSrK(_, _, k, stage), tSrS);
       }
       warpgroup_commit_batch();
@@ -324,13 +335,32 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   // checks the formula against LayoutP.
   const uint32_t p_row_base[2] = {static_cast<uint32_t>(my_row[0] * kBlockN), static_cast<uint32_t>(my_row[1] * kBlockN)};
   const uint32_t p_col = (t128 % 4) * 2, p_swz = (t128 % 32) / 4;
-  auto store_p = [&](E* dst) {
+  // P in registers, in the input dtype: the A operand of this warpgroup's own PV and the source of the P store.
+  Tensor tOrPreg = make_tensor<E>(typename C::LayoutPreg{});
+  static_assert(size(decltype(tOrPreg){}) == size(decltype(tSrS){}), "one P element per S element");
+  auto pack_p = [&] {
+#pragma unroll
+    for (int i = 0; i < size(tSrS); ++i) tOrPreg(i) = E(tSrS(i));
+  };
+  auto store_p = [&](E* dst) {  // from tOrPreg
+    const uint32_t* pairs = reinterpret_cast<const uint32_t*>(tOrPreg.data());
 #pragma unroll
     for (int i = 0; i < size(tSrS); i += 2) {
       const int j = (i / 2) % 2, unit = i / 4;  // row slot, 8-column group
-      E pair[2] = {E(tSrS(i)), E(tSrS(i + 1))};  // adjacent columns: one 32-bit store
-      *reinterpret_cast<uint32_t*>(dst + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = *reinterpret_cast<uint32_t*>(pair);
+      // adjacent columns: one 32-bit store
+      *reinterpret_cast<uint32_t*>(dst + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = pairs[i / 2];
     }
+  };
+  typename C::MmaPVrs mma_pv_rs;
+  mma_pv_rs.accumulate_ = GMMA::ScaleOut::One;
+  auto pv_own = [&](int stage) {  // O_half += P V_half with this warpgroup's P from registers
+    warpgroup_fence_operand(tOrPreg);
+    warpgroup_fence_operand(tOrO);
+    warpgroup_arrive();
+#pragma unroll
+    for (int k = 0; k < size<2>(tOrPreg); ++k) cute::gemm(mma_pv_rs, tOrPreg(_, _, k), tOrV(_, _, k, stage), tOrO);
+    warpgroup_commit_batch();
+    warpgroup_fence_operand(tOrPreg);
   };
   auto pv = [&](const auto& tOrP, int stage) {  // O_half += P V_half over the 64 tokens of `stage`, P in smem
     warpgroup_fence_operand(tOrO);
@@ -368,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 
   uint32_t phase[2] = {0, 0};  // parity of the next load each stage's chunk barriers complete
   if (wg == 0) {
-    // ------------------------------------------------------------------ warpgroup 0: tile 0 of each pair, O[:, 0:256]
+    // ------------------------------------------------------------------ warpgroup 0: tile A of each pair, O[:, 0:256]
     for_each_segment(p, e, [&](int r, int len, int start, int end) {
       float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
       int bound[2];
@@ -386,43 +416,41 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int tok0 = blk * kBlockN;
         qk(0, phase[0]);
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
-        float mx[2], m0[2], scale0[2], sum[2];
+        float mx[2], scale[2], sum[2];
         mask_and_max(lim, mx);
-#pragma unroll
-        for (int j = 0; j < 2; ++j) m0[j] = fmaxf(m[j], mx[j]), scale0[j] = rescale_factor(m[j], m0[j]);
-        exp_and_sum(m0, sum);
+        if (row_owner) ss.mx_a[my_row[0]] = mx[0], ss.mx_a[my_row[1]] = mx[1];
+        bar_arrive(kBarMaxA, 256);
         const int valid = min(kBlockN, len - tok0);
-        if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V0: our PV and wg1's
-        store_p(p_tile[0]);  // stage 0's chunk 8: its QK^T use is over
-        if (row_owner) {
-#pragma unroll
-          for (int j = 0; j < 2; ++j) ss.m0[my_row[j]] = m0[j], ss.scale0[my_row[j]] = scale0[j];
-        }
-        cutlass::arch::fence_view_async_shared();
-        bar_sync(kBarWg0, 128);         // all of P0 is written before this warpgroup's PV reads it
-        bar_arrive(kBarP0Ready, 256);   // ... and before warpgroup 1's
-        rescale_o(scale0);
-        pv(tOrP0, 0);
-        pv_wait();
-        release(0, 0);  // V_A dims 0-255: read by us only
-        release(0, 1);  // P_A (chunk 8)
-
-        bar_sync(kBarP1Ready, 256);     // P1, m1, scale1 of warpgroup 1
-        float scale1[2];
+        if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
+        bar_sync(kBarMaxB, 256);  // warpgroup 1's row maxima of tile B
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          scale1[j] = ss.scale1[my_row[j]];
-          m[j] = ss.m1[my_row[j]];
-          l[j] = (l[j] * scale0[j] + sum[j]) * scale1[j];
+          const float m_new = pair_max(m[j], mx[j], ss.mx_b[my_row[j]]);
+          scale[j] = rescale_factor(m[j], m_new);
+          m[j] = m_new;
         }
-        rescale_o(scale1);
-        if (has1) {  // a phantom's P1 is all zeros: no PV
+        exp_and_sum(m, sum);
+#pragma unroll
+        for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
+        pack_p();
+        rescale_o(scale);
+        pv_own(0);           // P_A from registers: no wait for its store
+        store_p(p_tile[0]);  // for warpgroup 1; stage 0's chunk 8: its QK^T use is over
+        cutlass::arch::fence_view_async_shared();
+        bar_arrive(kBarPA, 256);  // every thread's P_A stores (and zeroed V_A rows) before warpgroup 1's PV
+        bar_sync(kBarPB, 256);  // P_B of warpgroup 1 (it arrives for a phantom slot too)
+        if (has1) {  // a phantom's P_B is all zeros: no PV
           observe(1, phase[1], 0, kHalfDv / kChunk);
           pv(tOrP1, 1);
-          pv_wait();
+          warpgroup_wait<1>();
+        } else {
+          warpgroup_wait<0>();
         }
-        release(1, 0);  // signalled for a phantom slot too: the producer counts every slot
-        release(1, 1);
+        release(0, kGroupLo);  // V_A dims 0-255: read by us only
+        release(0, kGroupP);   // P_A: our read of it
+        pv_wait();
+        release(1, kGroupLo);  // signalled for a phantom slot too: the producer counts every slot
+        release(1, kGroupP);
         phase[0] ^= 1;
         if (has1) phase[1] ^= 1;
       }
@@ -436,7 +464,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
       }
       if (row_owner) ss.inv_l[my_row[0]] = inv_l[0], ss.inv_l[my_row[1]] = inv_l[1];
-      bar_sync(kBarInvL, 256);
+      bar_arrive(kBarInvL, 256);
       bool split;
       const int slot = split_slot(r, split);
       store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
@@ -458,9 +486,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     return;
   }
 
-  // -------------------------------------------------------------------- warpgroup 1: tile 1 of each pair, O[:, 256:512]
+  // -------------------------------------------------------------------- warpgroup 1: tile B of each pair, O[:, 256:512]
   for_each_segment(p, e, [&](int r, int len, int start, int end) {
-    float l[2] = {0.f, 0.f};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // the same m as warpgroup 0's, computed alongside
     int bound[2];
     row_bounds(len, bound);
     clear(tOrO);
@@ -473,45 +501,44 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       // masked below, whatever S holds: no QK^T for it.
       if (has1) qk(1, phase[1]);
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
-      float mx[2], m0[2], scale0[2], m1[2], scale1[2], sum[2];
+      float mx[2], scale[2], sum[2];
       mask_and_max(lim, mx);
+      if (row_owner) ss.mx_b[my_row[0]] = mx[0], ss.mx_b[my_row[1]] = mx[1];
+      bar_arrive(kBarMaxB, 256);
       const int valid = has1 ? min(kBlockN, len - tok1) : kBlockN;  // a phantom's V is never read
-      if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V1: our PV and wg0's
-
-      bar_sync(kBarP0Ready, 256);  // P0, m0, scale0 of warpgroup 0
+      if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V_B: our PV and wg0's
+      bar_sync(kBarMaxA, 256);  // warpgroup 0's row maxima of tile A
 #pragma unroll
-      for (int j = 0; j < 2; ++j) m0[j] = ss.m0[my_row[j]], scale0[j] = ss.scale0[my_row[j]];
-      rescale_o(scale0);
-      observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
-      pv(tOrP0, 0);  // runs while this warpgroup's softmax below does
-#pragma unroll
-      for (int j = 0; j < 2; ++j) m1[j] = fmaxf(m0[j], mx[j]), scale1[j] = rescale_factor(m0[j], m1[j]);
-      exp_and_sum(m1, sum);
-#pragma unroll
-      for (int j = 0; j < 2; ++j) l[j] = l[j] * scale0[j] * scale1[j] + sum[j];
-      store_p(p_tile[1]);  // stage 1's chunk 8: its QK^T use is over
-      if (row_owner) {
-#pragma unroll
-        for (int j = 0; j < 2; ++j) ss.m1[my_row[j]] = m1[j], ss.scale1[my_row[j]] = scale1[j];
+      for (int j = 0; j < 2; ++j) {
+        const float m_new = pair_max(m[j], ss.mx_a[my_row[j]], mx[j]);
+        scale[j] = rescale_factor(m[j], m_new);
+        m[j] = m_new;
       }
-      cutlass::arch::fence_view_async_shared();
-      bar_sync(kBarWg1, 128);  // all of P1 is written
-      bar_arrive(kBarP1Ready, 256);
-      pv_wait();
-      release(0, 1);  // V_A dims 256-511 and P_A
-      rescale_o(scale1);
+      exp_and_sum(m, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
+#pragma unroll
+      for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
+      rescale_o(scale);
       if (has1) {
-        pv(tOrP1, 1);
-        pv_wait();
+        pack_p();
+        pv_own(1);           // our own P first, from registers: stage 1's chunks 4-7 are free once it completes
+        store_p(p_tile[1]);  // for warpgroup 0; stage 1's chunk 8: its QK^T use is over
+        cutlass::arch::fence_view_async_shared();
       }
-      release(1, 1);
+      bar_arrive(kBarPB, 256);
+      bar_sync(kBarPA, 256);   // P_A of warpgroup 0
+      observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
+      pv(tOrP0, 0);
+      if (has1) warpgroup_wait<1>();
+      release(1, kGroupHi);  // V_B dims 256-511
+      release(1, kGroupP);   // P_B: our read of it
+      pv_wait();
+      release(0, kGroupHi);
+      release(0, kGroupP);
       phase[0] ^= 1;
       if (has1) phase[1] ^= 1;
     }
     if (row_owner) ss.l1[my_row[0]] = l[0], ss.l1[my_row[1]] = l[1];
-    // Both ends sync (not arrive/sync) on these two once-per-segment handoffs: compute-sanitizer's racecheck orders
-    // shared-memory accesses only through barriers that both sides complete.
-    bar_sync(kBarL1Ready, 256);
+    bar_arrive(kBarL1Ready, 256);
     bar_sync(kBarInvL, 256);
     const float inv_l[2] = {ss.inv_l[my_row[0]], ss.inv_l[my_row[1]]};
     bool split;
