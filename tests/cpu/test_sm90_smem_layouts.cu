@@ -6,7 +6,9 @@
 //      CUDA programming guide, "TMA swizzle");
 //   2. the V view (dim, token) used by the PV wgmma addresses the same bytes as the K view (token, dim), and the
 //      second warpgroup's half is the first half moved by a plain element offset;
-//   3. the hand-written P store address formula matches LayoutP.
+//   3. the hand-written P store address formula matches LayoutP;
+//   4. a warpgroup's QK^T accumulator, read in register order, is the A operand of its register-A PV wgmma
+//      (LayoutPreg): element i of S and element i of P are the same (row, token).
 #include <gtest/gtest.h>
 
 #include "kernels/sm90/dense_decode/config.cuh"
@@ -74,6 +76,27 @@ TEST(Sm90SmemLayouts, PStoreFormulaMatchesLayoutP) {
       // kernel.cuh store_p: row * 64 + ((col / 8) ^ (row % 8)) * 8 + col % 8
       ASSERT_EQ(offset_of(lp, row, col), row * kBlockN + ((col / 8) ^ (row % 8)) * 8 + col % 8);
     }
+}
+
+TEST(Sm90SmemLayouts, QkAccumulatorIsTheRegisterAOperandOfPv) {
+  const auto id = make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{});
+  const auto preg = typename C::LayoutPreg{};
+  int checked = 0;
+  for (int t = 0; t < 128; ++t) {
+    typename C::MmaQK mma_qk;
+    typename C::MmaPVrs mma_pv;
+    const auto c_s = mma_qk.get_thread_slice(t).partition_C(id);  // (row, token) of accumulator element i
+    const auto c_a = mma_pv.get_thread_slice(t).partition_A(id);  // (row, token) the PV reads at fragment slot j
+    ASSERT_EQ(size(c_s), size(preg));
+    ASSERT_EQ(size(c_a), size(preg));
+    for (int j = 0; j < size(c_a); ++j) {
+      const int i = preg(j);  // the register that holds fragment slot j
+      ASSERT_EQ(get<0>(c_a(j)), get<0>(c_s(i))) << "thread " << t << " slot " << j;
+      ASSERT_EQ(get<1>(c_a(j)), get<1>(c_s(i))) << "thread " << t << " slot " << j;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, kBlockM * kBlockN);  // every element of P, once
 }
 
 }  // namespace
