@@ -21,7 +21,7 @@ constexpr int kChunk = 64;               // dims per TMA box / per K chunk barri
 constexpr int kChunks = kDqk / kChunk;   // 9
 constexpr int kStages = 2;               // KV tiles in flight
 constexpr int kMathWarpgroups = 2;       // warpgroups 0 and 1: wgmma, softmax, epilogue
-constexpr int kProducerWg = 2;           // warpgroup 2: one thread issues the KV loads; its other warps leave
+constexpr int kProducerWg = 2;           // warpgroup 2: lane 0 of warp s issues stage s's KV loads; the rest leave
 constexpr int kThreads = 128 * (kMathWarpgroups + 1);
 // Registers per thread after setmaxnreg (the launch gives 65536 / 384 = 170): the producer gives most of its share to
 // the math warpgroups. 128 * (kProducerRegs + 2 * kMathRegs) must not exceed 65536.
@@ -81,7 +81,7 @@ constexpr int kPChunk = kChunks - 1;
 template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
-  alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P0, P1 in chunk 8 of each stage)
+  alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P_A, P_B in chunk 8 of stage 0, 1)
   float mx_a[kBlockM], mx_b[kBlockM];  // per pair: row maxima of tile A (wg0 -> wg1) and of tile B (wg1 -> wg0)
   float l1[kBlockM], inv_l[kBlockM];   // per segment: wg1's row sums; 1 / l
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
