@@ -40,15 +40,13 @@ constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 // Hardware named-barrier ids (0 is __syncthreads). Most handoffs are one direction: the signalling warpgroup arrives, the
 // consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
 enum BarrierId : uint32_t {
-  kBarMaxA = 1,      // wg0 -> wg1: row maxima of tile A (mx_a); V_A tail rows zeroed comes with kBarPA
-  kBarMaxB = 2,      // wg1 -> wg0: row maxima of tile B (mx_b)
+  kBarRowsA = 1,     // wg0 -> wg1: rows_a (row maxima of tile A; row sums at a segment's end)
+  kBarRowsB = 2,     // wg1 -> wg0: rows_b (row maxima of tile B; row sums at a segment's end)
   kBarPA = 3,        // wg0 -> wg1: P_A in smem (chunk 8 of stage 0), V_A tail rows zeroed
   kBarPB = 4,        // wg1 -> wg0: P_B in smem (chunk 8 of stage 1), V_B tail rows zeroed; also for a phantom B
   kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem
-  kBarL1Ready = 6,   // wg1 -> wg0: wg1's row sums of the segment
-  kBarInvL = 7,      // wg0 -> wg1: 1 / l of the segment's rows
-  kBarWg0 = 8,       // warpgroup 0 alone
-  kBarWg1 = 9,       // warpgroup 1 alone
+  kBarWg0 = 6,       // warpgroup 0 alone
+  kBarWg1 = 7,       // warpgroup 1 alone
 };
 
 template <typename E>  // cutlass::bfloat16_t or cutlass::half_t
@@ -82,8 +80,9 @@ template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
   alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P_A, P_B in chunk 8 of stage 0, 1)
-  float mx_a[kBlockM], mx_b[kBlockM];  // per pair: row maxima of tile A (wg0 -> wg1) and of tile B (wg1 -> wg0)
-  float l1[kBlockM], inv_l[kBlockM];   // per segment: wg1's row sums; 1 / l
+  // Per-row values handed from warpgroup 0 to 1 (rows_a) and from 1 to 0 (rows_b): each pair's tile row maxima, and
+  // at the end of a segment each warpgroup's row sums.
+  float rows_a[kBlockM], rows_b[kBlockM];
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
   uint64_t kv_empty[kStages][kGroups];  // math -> producer: a chunk group of the stage may be refilled
 };

@@ -136,8 +136,15 @@ struct SlotCursor {
 /// (warpgroup 0 applies P_A first), stage 1's chunks 4-7 (warpgroup 1 applies P_B first); chunk 8 (P) always last.
 __device__ __forceinline__ int qk_chunk(int stage, int i) { return stage == 0 || i == kChunks - 1 ? i : i ^ 4; }
 
-/// The running row max after a pair: both warpgroups evaluate this on the same three values, so they agree bitwise.
-__device__ __forceinline__ float pair_max(float m, float mx_a, float mx_b) { return fmaxf(fmaxf(m, mx_a), mx_b); }
+/// The running row max (scaled base-2 logits) after a pair. It moves only when the pair's maximum exceeds it by more
+/// than kMaxSlack: P = exp2(s - m) then stays below 2^kMaxSlack, harmless in fp32 (l, O) and in the 16-bit P, and O
+/// needs rescaling only when the max jumps, which is rare after the first tiles. The result is the same either way:
+/// O, l and the lse all use one m. Both warpgroups evaluate this on the same three values, so they agree bitwise.
+constexpr float kMaxSlack = 8.f;
+__device__ __forceinline__ float pair_max(float m, float mx_a, float mx_b) {
+  const float m_pair = fmaxf(fmaxf(m, mx_a), mx_b);
+  return m != -INFINITY && m_pair <= m + kMaxSlack ? m : m_pair;
+}
 
 /// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage, a partial last tile: the cache may hold NaN past the
 /// length, and 0 * NaN = NaN. Then makes the writes visible to wgmma and syncs the calling warpgroup on `bar`.
@@ -296,31 +303,44 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     warpgroup_wait<0>();
     warpgroup_fence_operand(tSrS);
   };
-  // Scaled base-2 logits of the tile, masked (replaced, never added to: the cache may hold NaN there) at columns >=
-  // lim[j] for row slot j; returns the row maxima of the tile.
+  // S stays unscaled until the exponential, which applies the scale in the same FFMA. Columns >= lim[j] of row slot j
+  // are masked: replaced (never added to: the cache may hold NaN there) by the value that scales to -inf; only tiles
+  // that reach a row's bound pay for it. Returns the row maxima of the tile in scaled base-2 units (for a negative
+  // softmax_scale the scaled maximum is the unscaled minimum).
+  const bool scale_pos = p.scale_log2 > 0.f;
   auto mask_and_max = [&](const int (&lim)[2], float (&mx)[2]) {
-    mx[0] = mx[1] = -INFINITY;
+    if (lim[0] < kBlockN || lim[1] < kBlockN) {
+      const float fill = scale_pos ? -INFINITY : INFINITY;
 #pragma unroll
-    for (int i = 0; i < size(tSrS); ++i) {
-      const int j = (i / 2) % 2;
-      const float x = get<1>(tScS(i)) < lim[j] ? tSrS(i) * p.scale_log2 : -INFINITY;
-      tSrS(i) = x;
-      mx[j] = fmaxf(mx[j], x);
+      for (int i = 0; i < size(tSrS); ++i) {
+        if (get<1>(tScS(i)) >= lim[(i / 2) % 2]) tSrS(i) = fill;
+      }
     }
+    auto reduce = [&](auto op) {
+      mx[0] = mx[1] = scale_pos ? -INFINITY : INFINITY;
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
-      mx[j] = fmaxf(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
+      for (int i = 0; i < size(tSrS); ++i) mx[(i / 2) % 2] = op(mx[(i / 2) % 2], tSrS(i));
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        mx[j] = op(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
+        mx[j] = op(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
+        mx[j] *= p.scale_log2;
+      }
+    };
+    if (scale_pos) {
+      reduce([](float a, float b) { return fmaxf(a, b); });
+    } else {
+      reduce([](float a, float b) { return fminf(a, b); });
     }
   };
-  // P = exp2(S - m) (m = -inf: a row with nothing visible yet, whose p are all 0) and its row sums.
+  // P = exp2(S * scale_log2 - m) (m = -inf: a row with nothing visible yet, whose p are all 0) and its row sums.
   auto exp_and_sum = [&](const float (&m)[2], float (&sum)[2]) {
     const float base[2] = {m[0] == -INFINITY ? 0.f : m[0], m[1] == -INFINITY ? 0.f : m[1]};
     sum[0] = sum[1] = 0.f;
 #pragma unroll
     for (int i = 0; i < size(tSrS); ++i) {
       const int j = (i / 2) % 2;
-      tSrS(i) = exp2f(tSrS(i) - base[j]);
+      tSrS(i) = exp2f(fmaf(tSrS(i), p.scale_log2, -base[j]));
       sum[j] += tSrS(i);
     }
 #pragma unroll
@@ -373,7 +393,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     warpgroup_wait<0>();
     warpgroup_fence_operand(tOrO);
   };
-  auto rescale_o = [&](const float (&a)[2]) {
+  auto rescale_o = [&](const float (&a)[2]) {  // skipped when no row of the warp changed its max (pair_max)
+    if (!__any_sync(0xffffffffu, a[0] != 1.f || a[1] != 1.f)) return;
 #pragma unroll
     for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= a[(i / 2) % 2];
   };
@@ -390,6 +411,18 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     const int first = p.split_offsets[r];
     split = p.split_offsets[r + 1] - first > 1;
     return first + (r == e.begin_req ? e.begin_split : 0);
+  };
+  // The segment's row sums l = warpgroup 0's + warpgroup 1's (both hold the same m, the pair maxima), added in that
+  // order by both so that they agree bitwise; and 1 / l (0 for a row with nothing visible).
+  auto total_l = [](const float (&l_wg0)[2], const float (&l_wg1)[2], float (&l)[2], float (&inv_l)[2]) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      l[j] = l_wg0[j] + l_wg1[j];
+      inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
+    }
+  };
+  auto publish = [&](float* rows, const float (&v)[2]) {
+    if (row_owner) rows[my_row[0]] = v[0], rows[my_row[1]] = v[1];
   };
   auto row_bounds = [&](int len, int (&bound)[2]) {  // keys [0, bound) visible to each of this thread's rows
 #pragma unroll
@@ -418,14 +451,14 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
         float mx[2], scale[2], sum[2];
         mask_and_max(lim, mx);
-        if (row_owner) ss.mx_a[my_row[0]] = mx[0], ss.mx_a[my_row[1]] = mx[1];
-        bar_arrive(kBarMaxA, 256);
+        publish(ss.rows_a, mx);
+        bar_arrive(kBarRowsA, 256);
         const int valid = min(kBlockN, len - tok0);
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
-        bar_sync(kBarMaxB, 256);  // warpgroup 1's row maxima of tile B
+        bar_sync(kBarRowsB, 256);  // warpgroup 1's row maxima of tile B
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const float m_new = pair_max(m[j], mx[j], ss.mx_b[my_row[j]]);
+          const float m_new = pair_max(m[j], mx[j], ss.rows_b[my_row[j]]);
           scale[j] = rescale_factor(m[j], m_new);
           m[j] = m_new;
         }
@@ -455,16 +488,16 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         if (has1) phase[1] ^= 1;
       }
 
-      // Epilogue: l = ours + warpgroup 1's; one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
-      bar_sync(kBarL1Ready, 256);
-      float inv_l[2];
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        l[j] += ss.l1[my_row[j]];
-        inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
+      // Epilogue: the row sums of warpgroup 1 (after it has read ours: rows_a is free again for the next segment);
+      // one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
+      float l_wg1[2] = {0.f, 0.f}, inv_l[2];
+      if (start < end) {  // else both l are 0
+        publish(ss.rows_a, l);
+        bar_arrive(kBarRowsA, 256);
+        bar_sync(kBarRowsB, 256);
+        l_wg1[0] = ss.rows_b[my_row[0]], l_wg1[1] = ss.rows_b[my_row[1]];
       }
-      if (row_owner) ss.inv_l[my_row[0]] = inv_l[0], ss.inv_l[my_row[1]] = inv_l[1];
-      bar_arrive(kBarInvL, 256);
+      total_l(l, l_wg1, l, inv_l);
       bool split;
       const int slot = split_slot(r, split);
       store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
@@ -503,26 +536,28 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
       float mx[2], scale[2], sum[2];
       mask_and_max(lim, mx);
-      if (row_owner) ss.mx_b[my_row[0]] = mx[0], ss.mx_b[my_row[1]] = mx[1];
-      bar_arrive(kBarMaxB, 256);
+      publish(ss.rows_b, mx);
+      bar_arrive(kBarRowsB, 256);
       const int valid = has1 ? min(kBlockN, len - tok1) : kBlockN;  // a phantom's V is never read
       if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V_B: our PV and wg0's
-      bar_sync(kBarMaxA, 256);  // warpgroup 0's row maxima of tile A
+      bar_sync(kBarRowsA, 256);  // warpgroup 0's row maxima of tile A
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        const float m_new = pair_max(m[j], ss.mx_a[my_row[j]], mx[j]);
+        const float m_new = pair_max(m[j], ss.rows_a[my_row[j]], mx[j]);
         scale[j] = rescale_factor(m[j], m_new);
         m[j] = m_new;
       }
       exp_and_sum(m, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
 #pragma unroll
       for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
-      rescale_o(scale);
       if (has1) {
         pack_p();
+        rescale_o(scale);
         pv_own(1);           // our own P first, from registers: stage 1's chunks 4-7 are free once it completes
         store_p(p_tile[1]);  // for warpgroup 0; stage 1's chunk 8: its QK^T use is over
         cutlass::arch::fence_view_async_shared();
+      } else {
+        rescale_o(scale);  // P_A still lands in O
       }
       bar_arrive(kBarPB, 256);
       bar_sync(kBarPA, 256);   // P_A of warpgroup 0
@@ -537,10 +572,15 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       phase[0] ^= 1;
       if (has1) phase[1] ^= 1;
     }
-    if (row_owner) ss.l1[my_row[0]] = l[0], ss.l1[my_row[1]] = l[1];
-    bar_arrive(kBarL1Ready, 256);
-    bar_sync(kBarInvL, 256);
-    const float inv_l[2] = {ss.inv_l[my_row[0]], ss.inv_l[my_row[1]]};
+    // Segment end: warpgroup 0's row sums, then ours to it; arriving only after the read lets warpgroup 0 reuse rows_a.
+    float l_wg0[2] = {0.f, 0.f}, inv_l[2];
+    if (start < end) {
+      bar_sync(kBarRowsA, 256);
+      l_wg0[0] = ss.rows_a[my_row[0]], l_wg0[1] = ss.rows_a[my_row[1]];
+      publish(ss.rows_b, l);  // warpgroup 0 read rows_b (tile B maxima) before it arrived at kBarPA
+      bar_arrive(kBarRowsB, 256);
+    }
+    total_l(l_wg0, l, l, inv_l);
     bool split;
     const int slot = split_slot(r, split);
     store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, kHalfDv, split, slot);
