@@ -44,7 +44,7 @@ enum BarrierId : uint32_t {
   kBarRowsB = 2,     // wg1 -> wg0: rows_b (row maxima of tile B; row sums at a segment's end)
   kBarPA = 3,        // wg0 -> wg1: P_A in smem (chunk 8 of stage 0), V_A tail rows zeroed
   kBarPB = 4,        // wg1 -> wg0: P_B in smem (chunk 8 of stage 1), V_B tail rows zeroed; also for a phantom B
-  kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem
+  kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem (plain-load path; the TMA path uses q_full)
   kBarWg0 = 6,       // warpgroup 0 alone
   kBarWg1 = 7,       // warpgroup 1 alone
 };
@@ -85,6 +85,8 @@ struct alignas(1024) SharedStorage {
   float rows_a[kBlockM], rows_b[kBlockM];
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
   uint64_t kv_empty[kStages][kGroups];  // math -> producer: a chunk group of the stage may be refilled
+  uint64_t q_full;                      // TMA transaction barrier of the segment's Q (TMA path)
+  uint64_t q_empty;                     // math -> Q producer: the segment's last QK^T is over
 };
 
 /// Dynamic shared memory to request: the storage plus room to align its start to 1024 bytes.

@@ -75,6 +75,27 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     dd::Params k{};
     fill_common(k, p, plan, sched, ws);
     k.q_vec16 = vec16_ok(p.q);
+    // Q by TMA when an m-block's 64 rows are one box: (64 dims, min(hpg, 64) heads, 64 / hpg query tokens).
+    const int hpg = k.hpg;
+    k.q_tma = k.q_vec16 && (hpg % dd::kBlockM == 0 || dd::kBlockM % hpg == 0);
+    if (k.q_tma) {
+      const uint64_t q_dims[4] = {576, static_cast<uint64_t>(plan.h_q), static_cast<uint64_t>(plan.s_q),
+                                  static_cast<uint64_t>(plan.batch)};
+      // Byte strides of head, s, b; a dimension of extent 1 gets the contiguous stride (its own is never used and
+      // may not be a multiple of 16).
+      uint64_t q_strides[3];
+      uint64_t inner = 576 * 2;
+      for (int d = 0; d < 3; ++d) {
+        const int dim = 2 - d;  // q's dims b, s, h are 0, 1, 2
+        q_strides[d] = p.q.shape[dim] > 1 ? static_cast<uint64_t>(p.q.stride[dim]) * 2 : inner;
+        inner = q_strides[d] * q_dims[d + 1];
+      }
+      const uint32_t q_box[4] = {dd::kChunk, static_cast<uint32_t>(std::min(hpg, dd::kBlockM)),
+                                 static_cast<uint32_t>(std::max(1, dd::kBlockM / hpg)), 1};
+      k.q_map = sm90::make_tma_map_sw128(p.q.dtype == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                                         p.q.data, 4, q_dims, q_strides, q_box);
+    }
     // k_cache as (dim, token in page, kv head, block), innermost first.
     const uint64_t dims[4] = {576, static_cast<uint64_t>(page), static_cast<uint64_t>(plan.h_kv),
                               static_cast<uint64_t>(p.k_cache.shape[0])};

@@ -34,6 +34,11 @@ namespace flashmla::sm90::dense_decode {
 
 struct Params : CommonParams {
   PagedTmaKvLoader kv;  // holds the CUtensorMap (64-byte aligned)
+  // q as (dim 576, head, s_q, b), innermost first, box (64, q_box_h, q_box_s, 1): one box is one 64-dim chunk of an
+  // m-block's 64 rows (row = s * hpg + head in group). Valid when q_tma (hpg a multiple or a divisor of 64, 16-byte
+  // aligned strides); otherwise warpgroup 0 loads Q with plain loads (load_q).
+  CUtensorMap q_map;
+  bool q_tma;
   bool q_vec16;         // q rows can be read with 16-byte loads (aligned base and strides)
 };
 
@@ -94,6 +99,19 @@ __device__ __forceinline__ void load_q(const Params& p, SharedStorage<E>& ss, in
       // address comes back as an offset from ss.q, so the store stays a shared-memory store.
       *reinterpret_cast<uint4*>(ss.q + (&sQ(row, d) - ss.q)) = v[u];
     }
+  }
+}
+
+/// The Q rows [row0, row0 + 64) of KV head g of request r into the Q buffer by TMA, arming `full` with its bytes.
+/// Single thread; rows past s_q come back as zeros (out of bounds of the tensor map).
+template <typename E>
+__device__ __forceinline__ void load_q_tma(const Params& p, SharedStorage<E>& ss, int r, int row0, int g) {
+  const int head = g * p.hpg + row0 % p.hpg, s = row0 / p.hpg;  // row0 % hpg is 0 unless hpg is a multiple of 64
+  cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&ss.q_full, kBlockM * kDqk * sizeof(E));
+#pragma unroll 1
+  for (int c = 0; c < kChunks; ++c) {
+    cute::SM90_TMA_LOAD_4D::copy(&p.q_map, &ss.q_full, static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL),
+                                 ss.q + c * kBlockM * kChunk, c * kChunk, head, s, r);
   }
 }
 
@@ -212,6 +230,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       for (int c = 0; c < kChunks; ++c) TxBarrier::init(&ss.kv_full[st][c], 1);
       for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], group_readers(grp));
     }
+    TxBarrier::init(&ss.q_full, 1);
+    Barrier::init(&ss.q_empty, 2 * 4);  // every math warp
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // the last CTA-wide barrier: the producer warpgroup's idle warps leave below
@@ -222,7 +242,22 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     // ------------------------------------------------- warpgroup 2: the producer (lane 0 of warp s serves stage s)
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
     const int st = t128 / 32;
-    if (t128 % 32 != 0 || st >= kStages) return;
+    if (t128 % 32 != 0 || st > kStages) return;
+    if (st == kStages) {
+      // Warp 2 serves Q (TMA path only): each segment's Q as soon as the math warps' last QK^T of the previous one
+      // is over (q_empty), so that it lands while they finish that segment.
+      if (!p.q_tma) return;
+      cute::prefetch_tma_descriptor(&p.q_map);
+      uint32_t q_parity = 0;
+      bool first = true;
+      for_each_segment(p, e, [&](int r, int, int start, int end) {
+        if (start >= end) return;
+        if (!first) Barrier::wait(&ss.q_empty, q_parity), q_parity ^= 1u;
+        first = false;
+        load_q_tma(p, ss, r, row0, g);
+      });
+      return;
+    }
     cute::prefetch_tma_descriptor(&p.kv.map);
     // Slot u goes to stage u % 2; each stage's thread walks every slot and loads its own. Slot u's chunk group may be
     // overwritten once slot u - 2's readers released it (kv_empty); the groups are taken in the order they are
@@ -253,6 +288,26 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   // This warp's reads of chunk group `grp` of `stage` are over (its wgmma completed).
   auto release = [&](int stage, int grp) {
     if (warp_leader) Barrier::arrive(&ss.kv_empty[stage][grp]);
+  };
+  // Segment start: Q in smem. TMA path: wait for the Q producer; otherwise warpgroup 0 loads it and tells warpgroup 1.
+  uint32_t q_phase = 0;
+  auto acquire_q = [&](int r) {
+    if (p.q_tma) {
+      TxBarrier::wait(&ss.q_full, q_phase);
+      q_phase ^= 1u;
+    } else if (wg == 0) {
+      load_q(p, ss, r, row0, nrows, g, t128);
+      cutlass::arch::fence_view_async_shared();  // generic-proxy writes -> visible to wgmma
+      bar_sync(kBarWg0, 128);
+      bar_arrive(kBarQReady, 256);
+    } else {
+      bar_sync(kBarQReady, 256);
+    }
+  };
+  // After this warp's last QK^T of a segment (TMA path): the Q buffer may take the next segment's Q. (The plain path
+  // needs no signal: warpgroup 0 reloads Q only after warpgroup 1's kBarRowsB arrival at the segment's end.)
+  auto release_q = [&] {
+    if (p.q_tma && warp_leader) Barrier::arrive(&ss.q_empty);
   };
 
   // ---- the MMAs, as both warpgroups see them (a warpgroup's QK^T reads its own stage: wg0 stage 0, wg1 stage 1)
@@ -437,17 +492,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       int bound[2];
       row_bounds(len, bound);
       clear(tOrO);
-      if (start < end) {
-        load_q(p, ss, r, row0, nrows, g, t128);
-        cutlass::arch::fence_view_async_shared();  // generic-proxy writes -> visible to wgmma
-        bar_sync(kBarWg0, 128);
-        bar_arrive(kBarQReady, 256);
-      }
+      if (start < end) acquire_q(r);
 #pragma unroll 1
       for (int blk = start; blk < end; blk += 2) {
         const bool has1 = blk + 1 < end;
         const int tok0 = blk * kBlockN;
         qk(0, phase[0]);
+        if (blk + 2 >= end) release_q();
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
         float mx[2], scale[2], sum[2];
         mask_and_max(lim, mx);
@@ -525,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     int bound[2];
     row_bounds(len, bound);
     clear(tOrO);
-    if (start < end) bar_sync(kBarQReady, 256);
+    if (start < end) acquire_q(r);
 #pragma unroll 1
     for (int blk = start; blk < end; blk += 2) {
       const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked
@@ -533,6 +584,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       // Concurrently with wg0's QK^T: two issuers keep the tensor pipe fuller. A phantom slot's logits are all
       // masked below, whatever S holds: no QK^T for it.
       if (has1) qk(1, phase[1]);
+      if (blk + 2 >= end) release_q();
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
       float mx[2], scale[2], sum[2];
       mask_and_max(lim, mx);
