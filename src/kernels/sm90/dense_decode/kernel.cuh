@@ -4,12 +4,14 @@
 // KV tiles its schedule entry assigns; every role walks the same sequence of tile slots, so slot u means the same to
 // all of them.
 //
-//   warpgroup 0 (math): Q of each segment into smem; S_A = Q K_A^T of tile A of each pair (stage 0); its row maxima
-//                       to warpgroup 1; P_A = exp2(S_A - m) against the pair's common max m; O[:, 0:256] += P_A V_A
-//                       (P_A from registers), then += P_B V_B (P_B from smem).
+//   warpgroup 0 (math): S_A = Q K_A^T of tile A of each pair (stage 0); its row maxima to warpgroup 1;
+//                       P_A = exp2(S_A - m) against the pair's common max m; O[:, 0:256] += P_A V_A (P_A from
+//                       registers), then += P_B V_B (P_B from smem). Loads Q itself when Q cannot come by TMA.
 //   warpgroup 1 (math): the same for tile B (stage 1), concurrently, and O[:, 256:512]: its own P_B first.
-//   warpgroup 2 (producer; lane 0 of warp s serves stage s): the KV loads. It waits until a chunk group of its stage
-//                       is free (kv_empty) and refills it with the tile two slots ahead; the math warps only signal.
+//   warpgroup 2 (producer): lane 0 of warp s < 2 serves KV stage s: it waits until a chunk group of its stage is free
+//                       (kv_empty) and refills it with the tile two slots ahead. Lane 0 of warp 2 loads each
+//                       segment's Q once the previous segment's last QK^T is over (q_empty). The math warps only
+//                       signal.
 //
 // Masking: logits of tokens at or past the row's bound (length, bottom-right causal) are replaced by -inf, and the
 // V rows of a partial last tile are zeroed in smem before PV, so NaN in unused cache slots never reaches O.
