@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], group_readers(grp));
     }
     TxBarrier::init(&ss.q_full, 1);
-    Barrier::init(&ss.q_empty, 2 * 4);  // every math warp
+    Barrier::init(&ss.q_empty, kMathWarpgroups * 4);  // one arrival per math warp
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // the last CTA-wide barrier: the producer warpgroup's idle warps leave below
