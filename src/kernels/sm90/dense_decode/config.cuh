@@ -28,20 +28,21 @@ constexpr int kThreads = 128 * (kMathWarpgroups + 1);
 constexpr int kProducerRegs = 40;
 constexpr int kMathRegs = 232;
 static_assert(128 * (kProducerRegs + kMathWarpgroups * kMathRegs) <= 65536, "register file of an SM");
-// A stage's chunks are released to the producer in three groups, each by the warps that read it (one arrival per
-// warp, after its wgmma completed): V dims 0-255 (warpgroup 0's PV), V dims 256-511 (warpgroup 1's), and chunk 8,
-// which holds the stage's P after QK^T (both PVs).
-enum ChunkGroup : int { kGroupLo = 0, kGroupHi = 1, kGroupP = 2, kGroups = 3 };
-__host__ __device__ constexpr int group_first_chunk(int grp) { return grp == kGroupP ? kChunks - 1 : grp * 4; }
-__host__ __device__ constexpr int group_end_chunk(int grp) { return grp == kGroupP ? kChunks : grp * 4 + 4; }
-__host__ __device__ constexpr int group_readers(int grp) { return grp == kGroupP ? 8 : 4; }  // warps
+// A stage's chunks go back to the producer in two groups of four warps' arrivals (one per warp, after its wgmma
+// completed). Warpgroup s computes QK^T of stage s and applies that stage's P from registers to its own half of V
+// first: kGroupOwn is that half (chunks 4s..4s+3), free after that PV; kGroupOther is the other half and chunk 8,
+// which holds the stage's P after QK^T, free after the other warpgroup's PV with that P from smem.
+enum ChunkGroup : int { kGroupOwn = 0, kGroupOther = 1, kGroups = 2 };
+constexpr int kGroupReaders = 4;  // warps that arrive on a group's kv_empty barrier
+/// First of the four V chunks of group `grp` of `stage` (the group kGroupOther also holds chunk kPChunk).
+__host__ __device__ constexpr int group_v_chunk0(int stage, int grp) { return 4 * (stage ^ grp); }
 constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 
 // Hardware named-barrier ids (0 is __syncthreads). Most handoffs are one direction: the signalling warpgroup arrives, the
 // consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
 enum BarrierId : uint32_t {
-  kBarRowsA = 1,     // wg0 -> wg1: rows_a (row maxima of tile A; row sums at a segment's end)
-  kBarRowsB = 2,     // wg1 -> wg0: rows_b (row maxima of tile B; row sums at a segment's end)
+  kBarRowsA = 1,     // wg0 -> wg1: rows_a (the running max after tile A; row sums at a segment's end)
+  kBarRowsB = 2,     // wg1 -> wg0: rows_b (the running max after tile B; row sums at a segment's end)
   kBarPA = 3,        // wg0 -> wg1: P_A in smem (chunk 8 of stage 0), V_A tail rows zeroed
   kBarPB = 4,        // wg1 -> wg0: P_B in smem (chunk 8 of stage 1), V_B tail rows zeroed; also for a phantom B
   kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem (plain-load path; the TMA path uses q_full)
@@ -73,15 +74,15 @@ struct Config {
 };
 
 // The 64x64 P tile of stage s lives in chunk 8 (the RoPE dims) of that stage's K tile: the chunk is dead once the
-// stage's QK^T has completed and is reloaded only after both warpgroups' PV have read P (see kernel.cuh).
+// stage's QK^T has completed; only the other warpgroup reads P from there, and the chunk is in the group it releases.
 constexpr int kPChunk = kChunks - 1;
 
 template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B
   alignas(1024) E kv[kStages][kBlockN * kDqk];       // 147,456 B (P_A, P_B in chunk 8 of stage 0, 1)
-  // Per-row values handed from warpgroup 0 to 1 (rows_a) and from 1 to 0 (rows_b): each pair's tile row maxima, and
-  // at the end of a segment each warpgroup's row sums.
+  // Per-row values handed from warpgroup 0 to 1 (rows_a) and from 1 to 0 (rows_b): the running max after tile A and
+  // after tile B of each pair, and at the end of a segment each warpgroup's row sums.
   float rows_a[kBlockM], rows_b[kBlockM];
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
   uint64_t kv_empty[kStages][kGroups];  // math -> producer: a chunk group of the stage may be refilled

@@ -141,29 +141,35 @@ struct SlotCursor {
     if (++blk >= pend) ++r, settle(p, e);
   }
   __device__ bool done(const DecodeSchedEntry& e) const { return r > e.end_req; }
-  /// Loads dim chunks [c0, c1) of the current slot into `stage` (nothing for a phantom slot). Producer thread.
-  template <typename E>
-  __device__ void load(const Params& p, SharedStorage<E>& ss, int stage, int g, int c0, int c1) const {
-    if (blk < end) {
-      const int tok0 = blk * kBlockN;
-      p.kv.load_chunks(ss.kv[stage], ss.kv_full[stage], p.block_table + r * p.bt_stride, tok0,
-                       min(kBlockN, len - tok0), g, c0, c1);
-    }
+  /// The pages of the current slot's tile (nothing for a phantom slot). Producer thread.
+  __device__ PagedTmaKvLoader::TileRef locate(const Params& p) const {
+    if (blk >= end) return PagedTmaKvLoader::TileRef{{}, 0, 0};
+    const int tok0 = blk * kBlockN;
+    return p.kv.locate(p.block_table + r * p.bt_stride, tok0, min(kBlockN, len - tok0));
   }
 };
 
 /// The i-th chunk QK^T reads from `stage`, in the order the chunks are refilled: stage 0's chunks 0-3 are freed first
-/// (warpgroup 0 applies P_A first), stage 1's chunks 4-7 (warpgroup 1 applies P_B first); chunk 8 (P) always last.
-__device__ __forceinline__ int qk_chunk(int stage, int i) { return stage == 0 || i == kChunks - 1 ? i : i ^ 4; }
+/// (warpgroup 0 applies P_A to V_A dims 0-255 first), stage 1's chunks 4-7 (warpgroup 1, dims 256-511); chunk 8 (P)
+/// always last.
+__host__ __device__ constexpr int qk_chunk(int stage, int i) { return stage == 0 || i == kChunks - 1 ? i : i ^ 4; }
 
-/// The running row max (scaled base-2 logits) after a pair. It moves only when the pair's maximum exceeds it by more
-/// than kMaxSlack: P = exp2(s - m) then stays below 2^kMaxSlack, harmless in fp32 (l, O) and in the 16-bit P, and O
-/// needs rescaling only when the max jumps, which is rare after the first tiles. The result is the same either way:
-/// O, l and the lse all use one m. Both warpgroups evaluate this on the same three values, so they agree bitwise.
+/// 2^x with the MUFU's approximation (ex2.approx.ftz, relative error ~2^-22): exp2f() adds a range check and two
+/// multiplies per element for results below 2^-126, which only flush to zero here (P, rescale factors); that
+/// path was a third of the softmax's instructions (ncu). 2^-inf = 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/// The running row max (scaled base-2 logits) after a tile with row maximum `mx`. It moves only when mx exceeds it by
+/// more than kMaxSlack: P = exp2(s - m) then stays below 2^kMaxSlack, harmless in fp32 (l, O) and in the 16-bit P,
+/// and O needs rescaling only when the max jumps, which is rare after the first tiles. The result is the same either
+/// way: O, l and the lse all use one m.
 constexpr float kMaxSlack = 8.f;
-__device__ __forceinline__ float pair_max(float m, float mx_a, float mx_b) {
-  const float m_pair = fmaxf(fmaxf(m, mx_a), mx_b);
-  return m != -INFINITY && m_pair <= m + kMaxSlack ? m : m_pair;
+__device__ __forceinline__ float slack_max(float m, float mx) {
+  return m != -INFINITY && mx <= m + kMaxSlack ? m : fmaxf(m, mx);
 }
 
 /// Zeroes V rows [valid, 64) (all 512 dims) of one KV stage, a partial last tile: the cache may hold NaN past the
@@ -230,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   if (threadIdx.x == 0) {
     for (int st = 0; st < kStages; ++st) {
       for (int c = 0; c < kChunks; ++c) TxBarrier::init(&ss.kv_full[st][c], 1);
-      for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], group_readers(grp));
+      for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], kGroupReaders);
     }
     TxBarrier::init(&ss.q_full, 1);
     Barrier::init(&ss.q_empty, kMathWarpgroups * 4);  // one arrival per math warp
@@ -275,11 +281,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the first two slots' loads only
       if (refill) break;
 #endif
+      const PagedTmaKvLoader::TileRef tile = cur.locate(p);  // block_table read before the wait
 #pragma unroll
-      for (int k = 0; k < kGroups; ++k) {
-        const int grp = k == kGroupP ? kGroupP : k ^ st;  // stage 0: lo, hi, P; stage 1: hi, lo, P
+      for (int grp = 0; grp < kGroups; ++grp) {  // own half first, then the other half and chunk 8
         if (refill) Barrier::wait(&ss.kv_empty[st][grp], parity);
-        cur.load(p, ss, st, g, group_first_chunk(grp), group_end_chunk(grp));
+        const int c0 = group_v_chunk0(st, grp);
+        p.kv.load_chunks(ss.kv[st], ss.kv_full[st], tile, g, c0, c0 + 4);
+        if (grp == kGroupOther) p.kv.load_chunks(ss.kv[st], ss.kv_full[st], tile, g, kPChunk, kPChunk + 1);
       }
       if (refill) parity ^= 1u;
     }
@@ -336,15 +344,19 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const int my_row[2] = {get<0>(tOcO(0)), get<0>(tOcO(2))};
   const bool row_owner = t128 % 4 == 0;  // the thread of a quad that publishes the row's values
 
-  // S = Q K^T over `stage`: one wgmma group per 64-dim chunk, each issued once its TMA has landed, in the order the
-  // producer refills them (qk_chunk).
-  auto qk = [&](int stage, uint32_t phase) {
+  // S = Q K^T over stage S (warpgroup S's stage): the i-th chunks for i in [I0, I1), in the order the producer refills
+  // them (qk_chunk), each issued once its TMA has landed; one commit group per call. Stage and chunk indices are
+  // compile-time constants (Int<>), so that every wgmma descriptor is a constant offset from the buffer's: computed
+  // at run time they cost a chain of ~12 dependent uniform-datapath instructions per wgmma, which made the QK^T
+  // issue-bound (ncu stall sampling, docs/kernels/dense_decode.md).
+  auto qk_issue = [&](auto stage_c, auto i0_c, auto i1_c, uint32_t phase) {
+    constexpr int S = decltype(stage_c)::value, I0 = decltype(i0_c)::value, I1 = decltype(i1_c)::value;
     constexpr int kKPerChunk = kChunk / 16;
-#pragma unroll 1
-    for (int i = 0; i < kChunks; ++i) {
-      const int c = qk_chunk(stage, i);
+#pragma unroll
+    for (int i = I0; i < I1; ++i) {
+      const int c = qk_chunk(S, i);
 #ifndef FLASHMLA_ABLATION_NO_REFILL
-      TxBarrier::wait(&ss.kv_full[stage][c], phase);
+      TxBarrier::wait(&ss.kv_full[S][c], phase);
 #endif
       warpgroup_fence_operand(tSrS);
       warpgroup_arrive();
@@ -352,11 +364,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       for (int kk = 0; kk < kKPerChunk; ++kk) {
         const int k = c * kKPerChunk + kk;
         mma_qk.accumulate_ = i == 0 && kk == 0 ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
-        cute::gemm(mma_qk, tSrQ(_, _, k), tSrK(_, _, k, stage), tSrS);
+        cute::gemm(mma_qk, tSrQ(_, _, k), tSrK(_, _, k, Int<S>{}), tSrS);
       }
-      warpgroup_commit_batch();
       warpgroup_fence_operand(tSrS);
     }
+    warpgroup_commit_batch();
+  };
+  auto qk_wait = [&] {
     warpgroup_wait<0>();
     warpgroup_fence_operand(tSrS);
   };
@@ -397,7 +411,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll
     for (int i = 0; i < size(tSrS); ++i) {
       const int j = (i / 2) % 2;
-      tSrS(i) = exp2f(fmaf(tSrS(i), p.scale_log2, -base[j]));
+      tSrS(i) = fast_exp2(fmaf(tSrS(i), p.scale_log2, -base[j]));
       sum[j] += tSrS(i);
     }
 #pragma unroll
@@ -456,7 +470,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= a[(i / 2) % 2];
   };
   // Rescale factor exp2(m_old - m_new); 1 while nothing is visible (both -inf).
-  auto rescale_factor = [](float m_old, float m_new) { return m_new == -INFINITY ? 1.f : exp2f(m_old - m_new); };
+  auto rescale_factor = [](float m_old, float m_new) { return m_new == -INFINITY ? 1.f : fast_exp2(m_old - m_new); };
   auto observe = [&](int stage, uint32_t phase, int c0, int c1) {
     // The chunks completed already (the other warpgroup's QK^T waited for them); observing the barrier orders the
     // TMA writes before this warpgroup's wgmma reads.
@@ -489,56 +503,80 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   uint32_t phase[2] = {0, 0};  // parity of the next load each stage's chunk barriers complete
   if (wg == 0) {
     // ------------------------------------------------------------------ warpgroup 0: tile A of each pair, O[:, 0:256]
+    // Per pair, with S_A already in registers: m_a = the running max after tile A; P_A = exp2(S_A - m_a) and
+    // O_L += P_A V_A,L while warpgroup 1 computes P_B against m_a; then P_A (rescaled to m_b, the max after tile B)
+    // to smem for warpgroup 1, O_L += P_B V_B,L, and the next pair's QK^T(A).
     for_each_segment(p, e, [&](int r, int len, int start, int end) {
       float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
       int bound[2];
       row_bounds(len, bound);
       clear(tOrO);
-      if (start < end) acquire_q(r);
+      if (start < end) {
+        acquire_q(r);
+        qk_issue(_0{}, _0{}, Int<kChunks>{}, phase[0]);
+        qk_wait();
+      }
 #pragma unroll 1
       for (int blk = start; blk < end; blk += 2) {
-        const bool has1 = blk + 1 < end;
+        const bool has1 = blk + 1 < end, next = blk + 2 < end;
         const int tok0 = blk * kBlockN;
-        qk(0, phase[0]);
-        if (blk + 2 >= end) release_q();
+        if (!next) release_q();  // S_A of the segment's last pair is in registers: our last QK^T is over
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
-        float mx[2], scale[2], sum[2];
+        float mx[2], m_a[2], scale[2], sum[2];
         mask_and_max(lim, mx);
-        publish(ss.rows_a, mx);
-        bar_arrive(kBarRowsA, 256);
-        const int valid = min(kBlockN, len - tok0);
-        if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
-        bar_sync(kBarRowsB, 256);  // warpgroup 1's row maxima of tile B
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const float m_new = pair_max(m[j], mx[j], ss.rows_b[my_row[j]]);
-          scale[j] = rescale_factor(m[j], m_new);
-          m[j] = m_new;
+          m_a[j] = slack_max(m[j], mx[j]);
+          scale[j] = rescale_factor(m[j], m_a[j]);
         }
-        exp_and_sum(m, sum);
+        publish(ss.rows_a, m_a);
+        bar_arrive(kBarRowsA, 256);
+        exp_and_sum(m_a, sum);  // S_A -> P_A (fp32, kept until it is stored)
 #pragma unroll
         for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
         pack_p();
         rescale_o(scale);
-        pv_own(0);           // P_A from registers: no wait for its store
+        const int valid = min(kBlockN, len - tok0);
+        if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
+        pv_own(0);  // P_A from registers
+        pv_wait();
+        release(0, kGroupOwn);  // V_A dims 0-255: the producer refills them while the pair goes on
+        bar_sync(kBarRowsB, 256);  // m_b
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float m_b = ss.rows_b[my_row[j]];
+          scale[j] = rescale_factor(m_a[j], m_b);
+          m[j] = m_b;
+          l[j] *= scale[j];
+        }
+        // P_A to the basis m_b, from its fp32 values (one rounding); rare, thanks to the slack of the running max.
+        if (__any_sync(0xffffffffu, scale[0] != 1.f || scale[1] != 1.f)) {
+#pragma unroll
+          for (int i = 0; i < size(tSrS); ++i) tOrPreg(i) = E(tSrS(i) * scale[(i / 2) % 2]);
+        }
         store_p(p_tile[0]);  // for warpgroup 1; stage 0's chunk 8: its QK^T use is over
         cutlass::arch::fence_view_async_shared();
         bar_arrive(kBarPA, 256);  // every thread's P_A stores (and zeroed V_A rows) before warpgroup 1's PV
-        bar_sync(kBarPB, 256);  // P_B of warpgroup 1 (it arrives for a phantom slot too)
+        bar_sync(kBarPB, 256);    // P_B of warpgroup 1 (it arrives for a phantom slot too)
+        // O_L to the basis m_b. Unconditional: a second skippable rescale (rescale_o) made ptxas spill 40 bytes.
+#pragma unroll
+        for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= scale[(i / 2) % 2];
+        phase[0] ^= 1;
         if (has1) {  // a phantom's P_B is all zeros: no PV
           observe(1, phase[1], 0, kHalfDv / kChunk);
           pv(tOrP1, 1);
+          phase[1] ^= 1;
+        }
+        if (next) {  // the next pair's QK^T(A): its chunks 0-3 were released at the top of this pair
+          qk_issue(_0{}, _0{}, _4{}, phase[0]);
           warpgroup_wait<1>();
         } else {
           warpgroup_wait<0>();
         }
-        release(0, kGroupLo);  // V_A dims 0-255: read by us only
-        release(0, kGroupP);   // P_A: our read of it
-        pv_wait();
-        release(1, kGroupLo);  // signalled for a phantom slot too: the producer counts every slot
-        release(1, kGroupP);
-        phase[0] ^= 1;
-        if (has1) phase[1] ^= 1;
+        warpgroup_fence_operand(tOrO);
+        release(1, kGroupOther);  // V_B dims 0-255 and P_B (for a phantom slot too: the producer counts every slot)
+        if (next) qk_issue(_0{}, _4{}, Int<kChunks>{}, phase[0]);
+        qk_wait();  // outside the branch (see warpgroup 1's loop)
       }
 
       // Epilogue: the row sums of warpgroup 1 (after it has read ours: rows_a is free again for the next segment);
@@ -573,65 +611,76 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   }
 
   // -------------------------------------------------------------------- warpgroup 1: tile B of each pair, O[:, 256:512]
+  // Per pair, with S_B already in registers: m_b = the running max after tile B (from warpgroup 0's m_a);
+  // P_B = exp2(S_B - m_b), O_R rescaled to m_b, O_R += P_B V_B,R while warpgroup 0 rescales and stores P_A; then
+  // O_R += P_A V_A,R, and the next pair's QK^T(B).
   for_each_segment(p, e, [&](int r, int len, int start, int end) {
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // the same m as warpgroup 0's, computed alongside
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // the same m as warpgroup 0's after each pair
     int bound[2];
     row_bounds(len, bound);
     clear(tOrO);
-    if (start < end) acquire_q(r);
+    if (start < end) {
+      acquire_q(r);
+      if (start + 1 < end) {
+        qk_issue(_1{}, _0{}, Int<kChunks>{}, phase[1]);
+        qk_wait();
+      }
+    }
 #pragma unroll 1
     for (int blk = start; blk < end; blk += 2) {
-      const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked
+      const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked, no QK^T
+      const bool next1 = blk + 3 < end;  // the next pair has a real tile B
       const int tok1 = (blk + 1) * kBlockN;
-      // Concurrently with wg0's QK^T: two issuers keep the tensor pipe fuller. A phantom slot's logits are all
-      // masked below, whatever S holds: no QK^T for it.
-      if (has1) qk(1, phase[1]);
-      if (blk + 2 >= end) release_q();
+      if (blk + 2 >= end) release_q();  // our last QK^T of the segment is over
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
-      float mx[2], scale[2], sum[2];
+      float mx[2], m_b[2], scale[2], sum[2];
       mask_and_max(lim, mx);
-      publish(ss.rows_b, mx);
-      bar_arrive(kBarRowsB, 256);
-      const int valid = has1 ? min(kBlockN, len - tok1) : kBlockN;  // a phantom's V is never read
-      if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V_B: our PV and wg0's
-      bar_sync(kBarRowsA, 256);  // warpgroup 0's row maxima of tile A
+      bar_sync(kBarRowsA, 256);  // m_a
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        const float m_new = pair_max(m[j], ss.rows_a[my_row[j]], mx[j]);
-        scale[j] = rescale_factor(m[j], m_new);
-        m[j] = m_new;
+        const float m_a = ss.rows_a[my_row[j]];
+        m_b[j] = slack_max(m_a, mx[j]);
+        scale[j] = rescale_factor(m[j], m_a) * rescale_factor(m_a, m_b[j]);  // the factors warpgroup 0 applies
       }
-      exp_and_sum(m, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
+      publish(ss.rows_b, m_b);
+      bar_arrive(kBarRowsB, 256);
+      exp_and_sum(m_b, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
 #pragma unroll
-      for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
+      for (int j = 0; j < 2; ++j) {
+        l[j] = l[j] * scale[j] + sum[j];
+        m[j] = m_b[j];
+      }
       if (has1) {
         pack_p();
         rescale_o(scale);
-        pv_own(1);           // our own P first, from registers: stage 1's chunks 4-7 are free once it completes
+        const int valid = min(kBlockN, len - tok1);
+        if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V_B: our PV and wg0's
+        pv_own(1);           // our own P first, from registers
         store_p(p_tile[1]);  // for warpgroup 0; stage 1's chunk 8: its QK^T use is over
         cutlass::arch::fence_view_async_shared();
       } else {
         rescale_o(scale);  // P_A still lands in O
       }
       bar_arrive(kBarPB, 256);
-      bar_sync(kBarPA, 256);   // P_A of warpgroup 0
+      bar_sync(kBarPA, 256);  // P_A of warpgroup 0, in the basis m_b
       observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
       pv(tOrP0, 0);
       if (has1) warpgroup_wait<1>();
-      release(1, kGroupHi);  // V_B dims 256-511
-      release(1, kGroupP);   // P_B: our read of it
+      release(1, kGroupOwn);  // V_B dims 256-511 (for a phantom slot too)
       pv_wait();
-      release(0, kGroupHi);
-      release(0, kGroupP);
+      release(0, kGroupOther);  // V_A dims 256-511 and P_A
       phase[0] ^= 1;
       if (has1) phase[1] ^= 1;
+      if (next1) qk_issue(_1{}, _0{}, Int<kChunks>{}, phase[1]);  // the next pair's QK^T(B)
+      // Outside the branch: a wait inside it made ptxas serialize every wgmma of the kernel (C7518).
+      qk_wait();
     }
     // Segment end: warpgroup 0's row sums, then ours to it; arriving only after the read lets warpgroup 0 reuse rows_a.
     float l_wg0[2] = {0.f, 0.f}, inv_l[2];
     if (start < end) {
       bar_sync(kBarRowsA, 256);
       l_wg0[0] = ss.rows_a[my_row[0]], l_wg0[1] = ss.rows_a[my_row[1]];
-      publish(ss.rows_b, l);  // warpgroup 0 read rows_b (tile B maxima) before it arrived at kBarPA
+      publish(ss.rows_b, l);  // warpgroup 0 read rows_b (m_b) before it arrived at kBarPA
       bar_arrive(kBarRowsB, 256);
     }
     total_l(l_wg0, l, l, inv_l);

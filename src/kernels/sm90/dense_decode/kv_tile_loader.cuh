@@ -28,27 +28,47 @@ struct PagedTmaKvLoader {
     return page > 0 && page % 8 == 0 && (kBlockN % page == 0 || page % kBlockN == 0);
   }
 
-  /// Issues the loads of dim chunks [c0, c1) of tokens [tok0, tok0 + valid) of one request (block_table row `bt`)
-  /// for KV head `g` into `dst` (one stage, element type E), arming `full[c]` with the bytes chunk c will receive.
-  /// Single thread. Tokens past `valid` inside a loaded box are copied too (they are in bounds of their page); boxes
-  /// entirely past `valid` are not loaded, so their rows keep stale data. Either way the math masks those rows.
+  static constexpr int kMaxPieces = kBlockN / 8;  // boxes per tile at the smallest page (8 tokens)
+
+  /// Where the boxes of one tile live: the page of each box (block_table entries) and the row inside the page where
+  /// the first box starts (the same for every box: pages below 64 tokens start their boxes at row 0). pieces = 0: a
+  /// tile that loads nothing.
+  struct TileRef {
+    int block[kMaxPieces];
+    int in_page;
+    int pieces;
+  };
+
+  /// Reads the pages of tokens [tok0, tok0 + valid) of one request (block_table row `bt`). Kept apart from the loads
+  /// so that the producer can read them before it waits for the stage to be free: the read's latency then hides
+  /// behind the wait instead of delaying the refill.
+  __device__ TileRef locate(const int32_t* bt, int tok0, int valid) const {
+    TileRef t;
+    t.pieces = (valid + box_rows - 1) / box_rows;
+    t.in_page = tok0 % page;
+#pragma unroll
+    for (int j = 0; j < kMaxPieces; ++j) t.block[j] = j < t.pieces ? bt[(tok0 + j * box_rows) / page] : 0;
+    return t;
+  }
+
+  /// Issues the loads of dim chunks [c0, c1) of tile `t` for KV head `g` into `dst` (one stage, element type E),
+  /// arming `full[c]` with the bytes chunk c will receive. Single thread. Tokens past the valid ones inside a loaded
+  /// box are copied too (they are in bounds of their page); boxes entirely past them are not loaded, so their rows
+  /// keep stale data. Either way the math masks those rows.
   template <typename E>
-  __device__ void load_chunks(E* dst, uint64_t* full, const int32_t* bt, int tok0, int valid, int g, int c0,
-                              int c1) const {
-    const int pieces = (valid + box_rows - 1) / box_rows;
-    const uint32_t bytes = static_cast<uint32_t>(pieces * box_rows * kChunk * sizeof(E));
+  __device__ void load_chunks(E* dst, uint64_t* full, const TileRef& t, int g, int c0, int c1) const {
+    if (t.pieces == 0) return;  // a phantom slot: its barriers are not armed either
+    const uint32_t bytes = static_cast<uint32_t>(t.pieces * box_rows * kChunk * sizeof(E));
 #pragma unroll 1
     for (int c = c0; c < c1; ++c) cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[c], bytes);
-#pragma unroll 1
-    for (int j = 0; j < pieces; ++j) {
-      const int tok = tok0 + j * box_rows;
-      const int block = bt[tok / page];
-      const int in_page = tok % page;
+#pragma unroll
+    for (int j = 0; j < kMaxPieces; ++j) {
+      if (j >= t.pieces) break;
 #pragma unroll 1
       for (int c = c0; c < c1; ++c) {
         // Chunk c of the tile is rows 0..63 x dims [64c, 64c + 64); piece j starts at row j * box_rows.
         cute::SM90_TMA_LOAD_4D::copy(&map, &full[c], cache_hint, dst + c * kBlockN * kChunk + j * box_rows * kChunk,
-                                     c * kChunk, in_page, g, block);
+                                     c * kChunk, t.in_page, g, t.block[j]);
       }
     }
   }
