@@ -35,23 +35,25 @@ inline TensorView on_device(TensorView host_view, void* dev) {
   return host_view;
 }
 
-/// Device copy of a DenseCase; outputs poisoned with NaN bytes before every run.
+/// Device copy of a DenseCase; outputs poisoned with NaN bytes before every run. out_shift > 0 places out that many
+/// elements past the start of its allocation (an odd shift: a data pointer that is 2- but not 4-byte aligned).
 struct GpuDense {
   std::unique_ptr<DeviceBuffer> q, cache, bt, lens, out, lse, ws, meta, splits;
   DenseDecodeParams p;
   DenseDecodePlan plan;
   DenseDecodeSchedule sched;
 
-  explicit GpuDense(DenseCase& c, int num_parts = 0) {
+  int64_t out_shift = 0;
+  explicit GpuDense(DenseCase& c, int num_parts = 0, int64_t out_shift_elems = 0) : out_shift(out_shift_elems) {
     DenseDecodeParams h = c.params();
     q = DeviceBuffer::from(c.q), cache = DeviceBuffer::from(c.cache), bt = DeviceBuffer::from(c.block_table);
     lens = DeviceBuffer::from(c.seqlens);
-    out = std::make_unique<DeviceBuffer>(c.out.size() * 2);
+    out = std::make_unique<DeviceBuffer>((c.out.size() + out_shift) * 2);
     lse = std::make_unique<DeviceBuffer>(c.lse.size() * 4);
     p = h;
     p.q = on_device(h.q, q->ptr), p.k_cache = on_device(h.k_cache, cache->ptr);
     p.block_table = on_device(h.block_table, bt->ptr), p.cache_seqlens = on_device(h.cache_seqlens, lens->ptr);
-    p.out = on_device(h.out, out->ptr), p.lse = on_device(h.lse, lse->ptr);
+    p.out = on_device(h.out, static_cast<char*>(out->ptr) + out_shift * 2), p.lse = on_device(h.lse, lse->ptr);
     plan = plan_dense_decode(p, num_parts);
     ws = std::make_unique<DeviceBuffer>(plan.workspace_bytes);
     meta = std::make_unique<DeviceBuffer>(plan.num_parts * 8 * sizeof(int32_t));
@@ -69,8 +71,8 @@ struct GpuDense {
     dense_decode_run(p, plan, sched, ws->ptr, s);
   }
   void fetch(std::vector<uint16_t>& o, std::vector<float>& l) {
-    o.resize(out->bytes / 2), l.resize(lse->bytes / 4);
-    cudaMemcpy(o.data(), out->ptr, out->bytes, cudaMemcpyDeviceToHost);
+    o.resize(out->bytes / 2 - out_shift), l.resize(lse->bytes / 4);
+    cudaMemcpy(o.data(), p.out.data, o.size() * 2, cudaMemcpyDeviceToHost);
     cudaMemcpy(l.data(), lse->ptr, lse->bytes, cudaMemcpyDeviceToHost);
   }
 };

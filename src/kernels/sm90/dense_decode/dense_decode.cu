@@ -25,13 +25,16 @@ constexpr int kOverheadBlocks = 5;
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 
 // True when every row of `t` (all but the last dim) starts on 16 bytes: aligned base, strides multiples of 8 elements.
-bool vec16_ok(const TensorView& t) {
-  if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0) return false;
+// True when t's data pointer and the strides of its dimensions longer than 1 (but the last, contiguous one) are
+// multiples of `elems` 2-byte elements, so that `elems` consecutive elements of a row move as one access.
+bool vec_ok(const TensorView& t, int elems) {
+  if (reinterpret_cast<uintptr_t>(t.data) % (2 * elems) != 0) return false;
   for (int d = 0; d < t.ndim - 1; ++d) {
-    if (t.shape[d] > 1 && t.stride[d] % 8 != 0) return false;
+    if (t.shape[d] > 1 && t.stride[d] % elems != 0) return false;
   }
   return true;
 }
+bool vec16_ok(const TensorView& t) { return vec_ok(t, 8); }
 
 void expect_16b(const TensorView& t, const char* arg) {
   if (!vec16_ok(t)) {
@@ -75,6 +78,7 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     dd::Params k{};
     fill_common(k, p, plan, sched, ws);
     k.q_vec16 = vec16_ok(p.q);
+    k.o_pairs = vec_ok(p.out, 2);
     // Q by TMA when an m-block's 64 rows are one box: (64 dims, min(hpg, 64) heads, 64 / hpg query tokens).
     const int hpg = k.hpg;
     k.q_tma = k.q_vec16 && (hpg % dd::kBlockM == 0 || dd::kBlockM % hpg == 0);
