@@ -544,9 +544,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         rescale_o(scale);
         const int valid = min(kBlockN, len - tok0);
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
-        pv_own(0);  // P_A from registers
-        pv_wait();
-        release(0, kGroupOwn);  // V_A dims 0-255: the producer refills them while the pair goes on
+        pv_own(0);  // P_A from registers; P_A also goes to smem before this PV completes (see below)
         bar_sync(kBarRowsB, 256);  // m_b
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
@@ -557,12 +555,17 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         }
         // P_A to the basis m_b, from its fp32 values (one rounding); rare, thanks to the slack of the running max.
         if (__any_sync(0xffffffffu, scale[0] != 1.f || scale[1] != 1.f)) {
+          warpgroup_wait<0>();  // tOrPreg is the A operand of the PV in flight
 #pragma unroll
           for (int i = 0; i < size(tSrS); ++i) tOrPreg(i) = E(tSrS(i) * scale[(i / 2) % 2]);
         }
+        // Published without waiting for our own PV, which only reads these registers: in a one-tile segment the
+        // wait would sit on the critical path (warpgroup 1's PV with P_A).
         store_p(p_tile[0]);  // for warpgroup 1; stage 0's chunk 8: its QK^T use is over
         cutlass::arch::fence_view_async_shared();
         bar_arrive(kBarPA, 256);  // every thread's P_A stores (and zeroed V_A rows) before warpgroup 1's PV
+        pv_wait();
+        release(0, kGroupOwn);  // V_A dims 0-255: the producer refills them while the pair goes on
         bar_sync(kBarPB, 256);    // P_B of warpgroup 1 (it arrives for a phantom slot too)
         // O_L to the basis m_b. Unconditional: a second skippable rescale (rescale_o) made ptxas spill 40 bytes.
 #pragma unroll
