@@ -24,7 +24,6 @@ constexpr int kOverheadBlocks = 5;
 
 int64_t align256(int64_t x) { return (x + 255) / 256 * 256; }
 
-// True when every row of `t` (all but the last dim) starts on 16 bytes: aligned base, strides multiples of 8 elements.
 // True when t's data pointer and the strides of its dimensions longer than 1 (but the last, contiguous one) are
 // multiples of `elems` 2-byte elements, so that `elems` consecutive elements of a row move as one access.
 bool vec_ok(const TensorView& t, int elems) {
@@ -34,6 +33,7 @@ bool vec_ok(const TensorView& t, int elems) {
   }
   return true;
 }
+// True when every row of `t` (all but the last dim) starts on 16 bytes: aligned base, strides multiples of 8 elements.
 bool vec16_ok(const TensorView& t) { return vec_ok(t, 8); }
 
 void expect_16b(const TensorView& t, const char* arg) {
