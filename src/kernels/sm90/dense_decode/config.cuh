@@ -41,8 +41,7 @@ constexpr int kHalfDv = kDv / 2;         // output columns per math warpgroup
 // Hardware named-barrier ids (0 is __syncthreads). Most handoffs are one direction: the signalling warpgroup arrives, the
 // consumer warpgroup syncs (docs/kernels/dense_decode.md, "Barriers").
 enum BarrierId : uint32_t {
-  kBarRowsA = 1,     // wg0 -> wg1: rows_a (the running max after tile A; row sums at a segment's end)
-  kBarRowsB = 2,     // wg1 -> wg0: rows_b (the running max after tile B; row sums at a segment's end)
+  // ids 1 and 2 are free: the row handoffs use mbarriers (rows_a_full, rows_b_full)
   kBarPA = 3,        // wg0 -> wg1: P_A in smem (chunk 8 of stage 0), V_A tail rows zeroed
   kBarPB = 4,        // wg1 -> wg0: P_B in smem (chunk 8 of stage 1), V_B tail rows zeroed; also for a phantom B
   kBarQReady = 5,    // wg0 -> wg1: Q of the segment is in smem (plain-load path; the TMA path uses q_full)
@@ -84,6 +83,7 @@ struct alignas(1024) SharedStorage {
   // Per-row values handed from warpgroup 0 to 1 (rows_a) and from 1 to 0 (rows_b): the running max after tile A and
   // after tile B of each pair, and at the end of a segment each warpgroup's row sums.
   float rows_a[kBlockM], rows_b[kBlockM];
+  uint64_t rows_a_full, rows_b_full;   // the row handoffs: 128 arrivals each (a math warpgroup)
   uint64_t kv_full[kStages][kChunks];  // TMA transaction barriers, one per 64-dim chunk
   uint64_t kv_empty[kStages][kGroups];  // math -> producer: a chunk group of the stage may be refilled
   uint64_t q_full;                      // TMA transaction barrier of the segment's Q (TMA path)

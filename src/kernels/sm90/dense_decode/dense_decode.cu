@@ -17,6 +17,32 @@
 #include "kernels/sm90/dense_decode/kernel.cuh"
 #include "kernels/sm90/sched/decode_sched.h"
 
+#ifdef FLASHMLA_TRACE
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+// Writes the trace of the last launch to $FLASHMLA_TRACE_FILE at exit. Created at the first launch, after the CUDA
+// runtime's own exit handler was registered, so that it runs before the runtime is torn down.
+struct TraceDump {
+  ~TraceDump() {
+    const char* path = std::getenv("FLASHMLA_TRACE_FILE");
+    if (path == nullptr) return;
+    std::vector<unsigned long long> h(sizeof(flashmla_dense_decode_trace) / 8);
+    if (cudaMemcpyFromSymbol(h.data(), flashmla_dense_decode_trace, sizeof(flashmla_dense_decode_trace)) != cudaSuccess) {
+      std::fprintf(stderr, "trace: copy failed\n");
+      return;
+    }
+    if (FILE* f = std::fopen(path, "wb")) {
+      std::fwrite(h.data(), 8, h.size(), f);
+      std::fclose(f);
+    }
+  }
+};
+}  // namespace
+#endif
+
 namespace flashmla {
 namespace {
 
@@ -114,6 +140,9 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     // Several m-blocks read the same tile: keep it in L2 for the others; otherwise it is read once.
     k.kv.cache_hint = static_cast<uint64_t>(plan.m_blocks > 1 ? cute::TMA::CacheHintSm90::EVICT_NORMAL
                                                               : cute::TMA::CacheHintSm90::EVICT_FIRST);
+#ifdef FLASHMLA_TRACE
+    static TraceDump trace_dump;
+#endif
     dd::dense_decode_kernel<E><<<grid, dd::kThreads, dd::kSmemBytes<E>, stream>>>(k);
   } else {
     namespace fb = sm90::dense_decode::fallback;

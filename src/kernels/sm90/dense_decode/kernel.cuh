@@ -31,6 +31,7 @@
 #include "kernels/sm90/dense_decode/common_params.h"
 #include "kernels/sm90/dense_decode/config.cuh"
 #include "kernels/sm90/dense_decode/kv_tile_loader.cuh"
+#include "kernels/sm90/dense_decode/trace.cuh"
 
 namespace flashmla::sm90::dense_decode {
 
@@ -245,6 +246,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       for (int grp = 0; grp < kGroups; ++grp) Barrier::init(&ss.kv_empty[st][grp], kGroupReaders);
     }
     TxBarrier::init(&ss.q_full, 1);
+    Barrier::init(&ss.rows_a_full, 128);  // every thread of the writing warpgroup
+    Barrier::init(&ss.rows_b_full, 128);
     Barrier::init(&ss.q_empty, kMathWarpgroups * 4);  // one arrival per math warp
     cutlass::arch::fence_barrier_init();
   }
@@ -256,6 +259,31 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     // ------------------------------------------------- warpgroup 2: the producer (lane 0 of warp s serves stage s)
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
     const int st = t128 / 32;
+#ifdef FLASHMLA_TRACE
+    if (t128 == 32 * (kStages + 1)) {  // the observer (trace.cuh)
+      trace::Recorder rec(4, true);
+      SlotCursor cur;
+      cur.begin(p, e);
+      uint32_t par[kStages] = {0, 0};
+      for (int u = 0; !cur.done(e); ++u, cur.next(p, e)) {
+        const int s = u % kStages;
+        if (cur.blk >= cur.end) continue;  // a phantom slot arms nothing
+        rec(trace::kSlot + s);
+        for (int grp = 0; grp < kGroups; ++grp) {
+          for (int i = 0; i < (grp == kGroupOther ? 5 : 4); ++i) {
+            const int c = i == 4 ? kPChunk : group_v_chunk0(s, grp) + i;
+            const long long t0 = clock64();
+            while (!TxBarrier::try_wait(&ss.kv_full[s][c], par[s])) {
+              if (clock64() - t0 > 100000000ll) return;  // never hang the kernel for a trace
+            }
+            rec(trace::kLanded + 16 * s + c);
+          }
+        }
+        par[s] ^= 1u;
+      }
+      return;
+    }
+#endif
     if (t128 % 32 != 0 || st > kStages) return;
     if (st == kStages) {
       // Warp 2 serves Q (TMA path only): each segment's Q as soon as the math warps' last QK^T of the previous one
@@ -280,6 +308,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     SlotCursor cur;
     cur.begin(p, e);
     uint32_t parity = 0;  // of this stage's next kv_empty completion
+#ifdef FLASHMLA_TRACE
+    trace::Recorder rec(2 + st, true);
+#endif
 #pragma unroll 1
     for (int u = 0; !cur.done(e); ++u, cur.next(p, e)) {
       if (u % kStages != st) continue;
@@ -290,10 +321,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       const PagedTmaKvLoader::TileRef tile = cur.locate(p);  // block_table read before the wait
 #pragma unroll
       for (int grp = 0; grp < kGroups; ++grp) {  // own half first, then the other half and chunk 8
+        FLASHMLA_TRACE_EVENT(rec, trace::kEmptyWaitBegin + grp);
         if (refill) Barrier::wait(&ss.kv_empty[st][grp], parity);
+        FLASHMLA_TRACE_EVENT(rec, trace::kEmptyWaitEnd + grp);
         const int c0 = group_v_chunk0(st, grp);
         p.kv.load_chunks(ss.kv[st], ss.kv_full[st], tile, g, c0, c0 + 4);
         if (grp == kGroupOther) p.kv.load_chunks(ss.kv[st], ss.kv_full[st], tile, g, kPChunk, kPChunk + 1);
+        FLASHMLA_TRACE_EVENT(rec, trace::kIssued + grp);
       }
       if (refill) parity ^= 1u;
     }
@@ -301,8 +335,12 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   }
   cutlass::arch::warpgroup_reg_alloc<kMathRegs>();
   const bool warp_leader = threadIdx.x % 32 == 0;  // the lane of a warp that signals kv_empty
+#ifdef FLASHMLA_TRACE
+  trace::Recorder rec(wg, t128 == 0);
+#endif
   // This warp's reads of chunk group `grp` of `stage` are over (its wgmma completed).
   auto release = [&](int stage, int grp) {
+    FLASHMLA_TRACE_EVENT(rec, trace::kRelease + 2 * stage + grp);
     if (warp_leader) Barrier::arrive(&ss.kv_empty[stage][grp]);
   };
   // Segment start: Q in smem. TMA path: wait for the Q producer; otherwise warpgroup 0 loads it and tells warpgroup 1.
@@ -321,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     }
   };
   // After this warp's last QK^T of a segment (TMA path): the Q buffer may take the next segment's Q. (The plain path
-  // needs no signal: warpgroup 0 reloads Q only after warpgroup 1's kBarRowsB arrival at the segment's end.)
+  // needs no signal: warpgroup 0 reloads Q only after it received warpgroup 1's row sums at the segment's end, which
+  // every warp of warpgroup 1 sends after its last QK^T completed.)
   auto release_q = [&] {
     if (p.q_tma && warp_leader) Barrier::arrive(&ss.q_empty);
   };
@@ -362,7 +401,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     for (int i = I0; i < I1; ++i) {
       const int c = qk_chunk(S, i);
 #ifndef FLASHMLA_ABLATION_NO_REFILL
+      FLASHMLA_TRACE_EVENT(rec, trace::kQkWaitBegin + c);
       TxBarrier::wait(&ss.kv_full[S][c], phase);
+      FLASHMLA_TRACE_EVENT(rec, trace::kQkWaitEnd + c);
 #endif
       warpgroup_fence_operand(tSrS);
       warpgroup_arrive();
@@ -467,7 +508,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     warpgroup_commit_batch();
   };
   auto pv_wait = [&] {
+    FLASHMLA_TRACE_EVENT(rec, trace::kPvWaitBegin);
     warpgroup_wait<0>();
+    FLASHMLA_TRACE_EVENT(rec, trace::kPvWaitEnd);
     warpgroup_fence_operand(tOrO);
   };
   auto rescale_o = [&](const float (&a)[2]) {  // skipped when no row of the warp changed its max (pair_max)
@@ -498,9 +541,26 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       inv_l[j] = l[j] > 0.f ? 1.f / l[j] : 0.f;
     }
   };
-  auto publish = [&](float* rows, const float (&v)[2]) {
+  // Per-row values handed between the math warpgroups (rows_a: 0 -> 1, rows_b: 1 -> 0). The owner thread of each quad
+  // writes its rows; every thread of the writing warpgroup then arrives on the slot's mbarrier (release), and every
+  // thread of the other one waits (acquire) and reads. A slot is written again only after the writer received the
+  // other direction's next handoff, which each reader sends after its read. Named barriers (bar.arrive by the writer,
+  // bar.sync by the reader) order the same accesses, but compute-sanitizer's racecheck does not model bar.arrive and
+  // reported every such handoff (a two-warpgroup probe reproduces it); the mbarriers it models.
+  // The warpgroup-local bar.sync between the stores and the arrival costs ~nothing but is needed: without it ptxas
+  // serializes every wgmma of the kernel (C7515, "non wgmma instructions defining accumulator registers ... between
+  // start and end of the pipeline stage"; 160 WARPGROUP.DEPBAR instead of 10 in the SASS, +30% time).
+  auto publish = [&](float* rows, uint64_t* full, const float (&v)[2]) {
     if (row_owner) rows[my_row[0]] = v[0], rows[my_row[1]] = v[1];
+    bar_sync(wg == 0 ? kBarWg0 : kBarWg1, 128);
+    Barrier::arrive(full);
   };
+  auto receive = [&](const float* rows, uint64_t* full, uint32_t& parity, float (&v)[2]) {
+    Barrier::wait(full, parity);
+    parity ^= 1u;
+    v[0] = rows[my_row[0]], v[1] = rows[my_row[1]];
+  };
+  uint32_t rows_parity = 0;  // of the next handoff this warpgroup receives
   auto row_bounds = [&](int len, int (&bound)[2]) {  // keys [0, bound) visible to each of this thread's rows
 #pragma unroll
     for (int j = 0; j < 2; ++j) bound[j] = my_row[j] >= nrows ? 0 : visible_keys(p, len, row0 + my_row[j]);
@@ -525,6 +585,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll 1
       for (int blk = start; blk < end; blk += 2) {
         const bool has1 = blk + 1 < end, next = blk + 2 < end;
+        FLASHMLA_TRACE_EVENT(rec, trace::kPairStart);
         const int tok0 = blk * kBlockN;
         if (!next) release_q();  // S_A of the segment's last pair is in registers: our last QK^T is over
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
@@ -535,8 +596,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
           m_a[j] = slack_max(m[j], mx[j]);
           scale[j] = rescale_factor(m[j], m_a[j]);
         }
-        publish(ss.rows_a, m_a);
-        bar_arrive(kBarRowsA, 256);
+        publish(ss.rows_a, &ss.rows_a_full, m_a);
         exp_and_sum(m_a, sum);  // S_A -> P_A (fp32, kept until it is stored)
 #pragma unroll
         for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
@@ -545,12 +605,14 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int valid = min(kBlockN, len - tok0);
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
         pv_own(0);  // P_A from registers; P_A also goes to smem before this PV completes (see below)
-        bar_sync(kBarRowsB, 256);  // m_b
+        float m_b[2];
+        FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + trace::kRowsB);
+        receive(ss.rows_b, &ss.rows_b_full, rows_parity, m_b);
+        FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + trace::kRowsB);
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
-          const float m_b = ss.rows_b[my_row[j]];
-          scale[j] = rescale_factor(m_a[j], m_b);
-          m[j] = m_b;
+          scale[j] = rescale_factor(m_a[j], m_b[j]);
+          m[j] = m_b[j];
           l[j] *= scale[j];
         }
         // P_A to the basis m_b, from its fp32 values (one rounding); rare, thanks to the slack of the running max.
@@ -566,7 +628,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         bar_arrive(kBarPA, 256);  // every thread's P_A stores (and zeroed V_A rows) before warpgroup 1's PV
         pv_wait();
         release(0, kGroupOwn);  // V_A dims 0-255: the producer refills them while the pair goes on
+        FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + kBarPB);
         bar_sync(kBarPB, 256);    // P_B of warpgroup 1 (it arrives for a phantom slot too)
+        FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + kBarPB);
         // O_L to the basis m_b. Unconditional: a second skippable rescale (rescale_o) made ptxas spill 40 bytes.
 #pragma unroll
         for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= scale[(i / 2) % 2];
@@ -592,10 +656,8 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       // one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
       float l_wg1[2] = {0.f, 0.f}, inv_l[2];
       if (start < end) {  // else both l are 0
-        publish(ss.rows_a, l);
-        bar_arrive(kBarRowsA, 256);
-        bar_sync(kBarRowsB, 256);
-        l_wg1[0] = ss.rows_b[my_row[0]], l_wg1[1] = ss.rows_b[my_row[1]];
+        publish(ss.rows_a, &ss.rows_a_full, l);
+        receive(ss.rows_b, &ss.rows_b_full, rows_parity, l_wg1);
       }
       total_l(l, l_wg1, l, inv_l);
       bool split;
@@ -638,21 +700,23 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll 1
     for (int blk = start; blk < end; blk += 2) {
       const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked, no QK^T
+      FLASHMLA_TRACE_EVENT(rec, trace::kPairStart);
       const bool next1 = blk + 3 < end;  // the next pair has a real tile B
       const int tok1 = (blk + 1) * kBlockN;
       if (blk + 2 >= end) release_q();  // our last QK^T of the segment is over
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
       float mx[2], m_b[2], scale[2], sum[2];
       mask_and_max(lim, mx);
-      bar_sync(kBarRowsA, 256);  // m_a
+      float m_a[2];
+      FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + trace::kRowsA);
+      receive(ss.rows_a, &ss.rows_a_full, rows_parity, m_a);
+      FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + trace::kRowsA);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        const float m_a = ss.rows_a[my_row[j]];
-        m_b[j] = slack_max(m_a, mx[j]);
-        scale[j] = rescale_factor(m[j], m_a) * rescale_factor(m_a, m_b[j]);  // the factors warpgroup 0 applies
+        m_b[j] = slack_max(m_a[j], mx[j]);
+        scale[j] = rescale_factor(m[j], m_a[j]) * rescale_factor(m_a[j], m_b[j]);  // the factors warpgroup 0 applies
       }
-      publish(ss.rows_b, m_b);
-      bar_arrive(kBarRowsB, 256);
+      publish(ss.rows_b, &ss.rows_b_full, m_b);
       exp_and_sum(m_b, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
@@ -671,7 +735,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         rescale_o(scale);  // P_A still lands in O
       }
       bar_arrive(kBarPB, 256);
+      FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + kBarPA);
       bar_sync(kBarPA, 256);  // P_A of warpgroup 0, in the basis m_b
+      FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + kBarPA);
       observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
       pv(tOrP0, 0);
       if (has1) warpgroup_wait<1>();
@@ -684,13 +750,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       // Outside the branch: a wait inside it made ptxas serialize every wgmma of the kernel (C7518).
       qk_wait();
     }
-    // Segment end: warpgroup 0's row sums, then ours to it; arriving only after the read lets warpgroup 0 reuse rows_a.
+    // Segment end: warpgroup 0's row sums, then ours to it (after our read: warpgroup 0 then may reuse rows_a).
     float l_wg0[2] = {0.f, 0.f}, inv_l[2];
     if (start < end) {
-      bar_sync(kBarRowsA, 256);
-      l_wg0[0] = ss.rows_a[my_row[0]], l_wg0[1] = ss.rows_a[my_row[1]];
-      publish(ss.rows_b, l);  // warpgroup 0 read rows_b (m_b) before it arrived at kBarPA
-      bar_arrive(kBarRowsB, 256);
+      receive(ss.rows_a, &ss.rows_a_full, rows_parity, l_wg0);
+      publish(ss.rows_b, &ss.rows_b_full, l);
     }
     total_l(l_wg0, l, l, inv_l);
     bool split;
