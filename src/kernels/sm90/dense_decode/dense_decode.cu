@@ -137,10 +137,6 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     k.kv.map = sm90::make_tma_map_sw128(p.q.dtype == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                                         p.k_cache.data, 4, dims, strides, box);
-    // KV tiles are streamed: evict them first. Also when several m-blocks read the same tile: their CTAs are
-    // neighbours in the grid and read it at about the same time, and EVICT_NORMAL measured 0-6% slower there
-    // (b=8 s_k=8192 h_q=128: 63.3 vs 59.5 us; docs/results/raw/2026-11-21-racecheck-experiments.txt).
-    k.kv.cache_hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_FIRST);
 #ifdef FLASHMLA_TRACE
     static TraceDump trace_dump;
 #endif

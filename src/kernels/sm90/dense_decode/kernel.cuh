@@ -556,7 +556,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     Barrier::arrive(full);
   };
   auto receive = [&](const float* rows, uint64_t* full, uint32_t& parity, float (&v)[2]) {
+    FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + (rows == ss.rows_a ? trace::kRowsA : trace::kRowsB));
     Barrier::wait(full, parity);
+    FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + (rows == ss.rows_a ? trace::kRowsA : trace::kRowsB));
     parity ^= 1u;
     v[0] = rows[my_row[0]], v[1] = rows[my_row[1]];
   };
@@ -606,9 +608,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
         pv_own(0);  // P_A from registers; P_A also goes to smem before this PV completes (see below)
         float m_b[2];
-        FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + trace::kRowsB);
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, m_b);
-        FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + trace::kRowsB);
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           scale[j] = rescale_factor(m_a[j], m_b[j]);
@@ -708,9 +708,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       float mx[2], m_b[2], scale[2], sum[2];
       mask_and_max(lim, mx);
       float m_a[2];
-      FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + trace::kRowsA);
       receive(ss.rows_a, &ss.rows_a_full, rows_parity, m_a);
-      FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + trace::kRowsA);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         m_b[j] = slack_max(m_a[j], mx[j]);

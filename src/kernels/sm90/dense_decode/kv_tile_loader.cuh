@@ -21,7 +21,10 @@ struct PagedTmaKvLoader {
   CUtensorMap map;
   int page;       // page_block_size
   int box_rows;   // min(page, 64)
-  uint64_t cache_hint;  // L2 policy of the loads (cute::TMA::CacheHintSm90)
+  // L2 policy of the loads: KV tiles are streamed, evict them first. Also when several m-blocks read the same tile:
+  // their CTAs are neighbours in the grid and read it at about the same time; EVICT_NORMAL measured 0-6% slower there
+  // (b=8 s_k=8192 h_q=128: 63.3 vs 59.5 us; docs/results/raw/2026-11-21-racecheck-experiments.txt).
+  static constexpr uint64_t kCacheHint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_FIRST);
 
   /// True when this loader can serve `page` (see the file comment).
   static constexpr bool supports(int64_t page) {
@@ -67,7 +70,7 @@ struct PagedTmaKvLoader {
 #pragma unroll 1
       for (int c = c0; c < c1; ++c) {
         // Chunk c of the tile is rows 0..63 x dims [64c, 64c + 64); piece j starts at row j * box_rows.
-        cute::SM90_TMA_LOAD_4D::copy(&map, &full[c], cache_hint, dst + c * kBlockN * kChunk + j * box_rows * kChunk,
+        cute::SM90_TMA_LOAD_4D::copy(&map, &full[c], kCacheHint, dst + c * kBlockN * kChunk + j * box_rows * kChunk,
                                      c * kChunk, t.in_page, g, t.block[j]);
       }
     }
