@@ -6,10 +6,12 @@
 //      CUDA programming guide, "TMA swizzle");
 //   2. the V view (dim, token) used by the PV wgmma addresses the same bytes as the K view (token, dim), and the
 //      second warpgroup's half is the first half moved by a plain element offset;
-//   3. the hand-written P store address formula matches LayoutP;
+//   3. the stmatrix P store (p_stsm_offset) puts every element of a warpgroup's P where LayoutP expects it;
 //   4. a warpgroup's QK^T accumulator, read in register order, is the A operand of its register-A PV wgmma
 //      (LayoutPreg): element i of S and element i of P are the same (row, token).
 #include <gtest/gtest.h>
+
+#include <vector>
 
 #include "kernels/sm90/dense_decode/config.cuh"
 
@@ -69,13 +71,29 @@ TEST(Sm90SmemLayouts, VViewAliasesTheKTile) {
         }
 }
 
-TEST(Sm90SmemLayouts, PStoreFormulaMatchesLayoutP) {
+// A model of stmatrix.sync.aligned.m8n8.x4.b16 (PTX ISA, "stmatrix"): matrix m of the instruction takes register m of
+// each lane l as the two elements of its row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1, and writes row r of the
+// matrix (8 elements) to the address that lane 8 m + r supplies.
+TEST(Sm90SmemLayouts, PStoreWithStmatrixMatchesLayoutP) {
   const auto lp = C::LayoutP{};
-  for (int row = 0; row < kBlockM; ++row)
-    for (int col = 0; col < kBlockN; ++col) {
-      // kernel.cuh store_p: row * 64 + ((col / 8) ^ (row % 8)) * 8 + col % 8
-      ASSERT_EQ(offset_of(lp, row, col), row * kBlockN + ((col / 8) ^ (row % 8)) * 8 + col % 8);
-    }
+  const auto id = make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{});
+  std::vector<int> written(kBlockM * kBlockN, 0);
+  for (int t = 0; t < 128; ++t) {
+    typename C::MmaQK mma_qk;
+    const auto c_s = mma_qk.get_thread_slice(t).partition_C(id);  // (row, token) of accumulator element i
+    const int warp = t / 32, l = t % 32;
+    for (int q = 0; q < 4; ++q)
+      for (int m = 0; m < 4; ++m) {
+        const int addressing_lane = 8 * m + l / 4;
+        for (int e = 0; e < 2; ++e) {
+          const int i = 2 * (4 * q + m) + e;  // register 4q + m holds accumulator elements i (e = 0, 1)
+          const int dst = p_stsm_offset(warp * 32 + addressing_lane, q) + 2 * (l % 4) + e;
+          ASSERT_EQ(dst, offset_of(lp, get<0>(c_s(i)), get<1>(c_s(i)))) << "thread " << t << " q " << q << " m " << m;
+          ++written[dst];
+        }
+      }
+  }
+  for (int v : written) ASSERT_EQ(v, 1);  // every element of the tile, once
 }
 
 TEST(Sm90SmemLayouts, QkAccumulatorIsTheRegisterAOperandOfPv) {

@@ -76,6 +76,17 @@ struct Config {
 // stage's QK^T has completed; only the other warpgroup reads P from there, and the chunk is in the group it releases.
 constexpr int kPChunk = kChunks - 1;
 
+/// The P store (kernel.cuh store_p) writes a warpgroup's 64 x 64 P, held in the QK^T accumulator's register order, to
+/// LayoutP with four stmatrix.x4 per warp. In store q (0-3), matrix m (0-3) is the 8 x 8 block of rows (m % 2) * 8 +
+/// [0, 8) of the warp's 16 and of columns 8 * (2q + m / 2) + [0, 8): exactly the registers 4q + m of every thread
+/// (element pairs 2(4q + m), 2(4q + m) + 1 of S). Lane l addresses row l % 8 of matrix l / 8. Returns that row's
+/// element offset in the tile: 128-byte rows, 16-byte unit u of row r at unit u ^ (r % 8).
+__host__ __device__ constexpr int p_stsm_offset(int t128, int q) {
+  const int lane = t128 % 32, m = lane / 8, r = lane % 8;
+  const int row = (t128 / 32) * 16 + (m % 2) * 8 + r;
+  return row * kBlockN + (((2 * q + m / 2) ^ r) * 8);
+}
+
 template <typename E>
 struct alignas(1024) SharedStorage {
   alignas(1024) E q[kBlockM * kDqk];                 //  73,728 B

@@ -233,7 +233,10 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   SharedStorage<E>& ss = *reinterpret_cast<SharedStorage<E>*>(smem_raw + ((1024u - smem_base % 1024u) % 1024u));
 
-  const int wg = threadIdx.x / 128;
+  // Through a shuffle, so that the compiler knows wg is warp-uniform: the shared-memory addresses and wgmma descriptors
+  // derived from it (this warpgroup's half of V) then live in uniform registers. From threadIdx.x / 128 they were
+  // per-thread values, each descriptor moved over with R2UR (+224 instructions in the SASS, 2-5% of the time).
+  const int wg = cutlass::canonical_warp_group_idx();
   const int t128 = threadIdx.x % 128;
   const CtaWork w = cta_work(p, kBlockM);
   const DecodeSchedEntry e = w.e;
@@ -467,12 +470,6 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 2);
     }
   };
-  // P store: element pairs (2k, 2k + 1) of S are adjacent columns of one row; under the 128-byte swizzle the 16-byte
-  // unit u of row `row` sits at unit u ^ (row % 8), and row % 8 is lane / 4 for both rows of the thread. Spelled out
-  // (instead of a CuTe partition) so that the addresses are a few shared terms, not 32 live registers; a CPU test
-  // checks the formula against LayoutP.
-  const uint32_t p_row_base[2] = {static_cast<uint32_t>(my_row[0] * kBlockN), static_cast<uint32_t>(my_row[1] * kBlockN)};
-  const uint32_t p_col = (t128 % 4) * 2, p_swz = (t128 % 32) / 4;
   // P in registers, in the input dtype: the A operand of this warpgroup's own PV and the source of the P store.
   Tensor tOrPreg = make_tensor<E>(typename C::LayoutPreg{});
   static_assert(size(decltype(tOrPreg){}) == size(decltype(tSrS){}), "one P element per S element");
@@ -480,13 +477,19 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #pragma unroll
     for (int i = 0; i < size(tSrS); ++i) tOrPreg(i) = E(tSrS(i));
   };
+  // P store with stmatrix: four 8x8 matrices per instruction, each lane addressing one 8-element row (p_stsm_offset,
+  // config.cuh); the register order of the accumulator is the order stmatrix takes. 16 plain 4-byte stores and their
+  // ~35 address instructions per pair before.
+  const uint32_t p_lane_off[4] = {p_stsm_offset(t128, 0) * 2u, p_stsm_offset(t128, 1) * 2u,
+                                  p_stsm_offset(t128, 2) * 2u, p_stsm_offset(t128, 3) * 2u};
   auto store_p = [&](E* dst) {  // from tOrPreg
     const uint32_t* pairs = reinterpret_cast<const uint32_t*>(tOrPreg.data());
+    const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
 #pragma unroll
-    for (int i = 0; i < size(tSrS); i += 2) {
-      const int j = (i / 2) % 2, unit = i / 4;  // row slot, 8-column group
-      // adjacent columns: one 32-bit store
-      *reinterpret_cast<uint32_t*>(dst + p_row_base[j] + ((unit ^ p_swz) * 8) + p_col) = pairs[i / 2];
+    for (int q = 0; q < 4; ++q) {
+      asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(base + p_lane_off[q]),
+                   "r"(pairs[4 * q]), "r"(pairs[4 * q + 1]), "r"(pairs[4 * q + 2]), "r"(pairs[4 * q + 3])
+                   : "memory");
     }
   };
   typename C::MmaPVrs mma_pv_rs;
@@ -631,9 +634,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         FLASHMLA_TRACE_EVENT(rec, trace::kSyncBegin + kBarPB);
         bar_sync(kBarPB, 256);    // P_B of warpgroup 1 (it arrives for a phantom slot too)
         FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + kBarPB);
-        // O_L to the basis m_b. Unconditional: a second skippable rescale (rescale_o) made ptxas spill 40 bytes.
-#pragma unroll
-        for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= scale[(i / 2) % 2];
+        rescale_o(scale);  // O_L to the basis m_b (skipped by a warp whose rows kept their max, as most pairs do)
         phase[0] ^= 1;
         if (has1) {  // a phantom's P_B is all zeros: no PV
           observe(1, phase[1], 0, kHalfDv / kChunk);
