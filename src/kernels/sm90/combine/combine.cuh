@@ -1,8 +1,11 @@
 // Split-KV combine: merges the partials of every request that the schedule split (spec section 4.5 semantics).
-// Grid (b * s_q, ceil(h_q / kRowsPerCta)); 8 warps = kRowsPerCta rows x 4 column quarters. Each warp computes its
-// row's merged base-2 lse (lanes stride over the splits), then each lane accumulates one float4 of its quarter over
-// the splits, kUnroll splits at a time so that a single request's many splits still keep loads in flight.
-// A request with a single split was written by the main kernel: skipped.
+// Grid (b * s_q, ceil(h_q / rows per CTA)), 8 warps, kWarpsPerRow warps per output row (request, query token, head),
+// each with 512 / kWarpsPerRow of its columns: every warp computes the row's merged base-2 lse (lanes stride over the
+// splits), then each lane accumulates its float4s of the columns (4 lane + 128 j: every load of the warp is 512
+// contiguous bytes) over the splits, several splits at a time to keep loads in flight.
+//   kWarpsPerRow = 1: few splits per request, many rows (b >= 16 or so): fewer CTAs, one lse pass per row.
+//   kWarpsPerRow = 4: many splits per request, few rows (small b): 4x the warps, shorter dependent chains per warp.
+// A request with a single split was written by the main kernel: its CTAs leave before waiting for the main kernel.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -13,8 +16,10 @@
 namespace flashmla::sm90::combine {
 
 constexpr int kDv = 512;
-constexpr int kRowsPerCta = 2;
-constexpr int kUnroll = 8;
+constexpr int kWarps = 8;  // per CTA
+
+/// Rows (request, token, head) per CTA with kWarpsPerRow warps per row.
+constexpr int rows_per_cta(int warps_per_row) { return kWarps / warps_per_row; }
 
 struct Params {
   const float* o_accum;    // (max_splits, s_q, h_q, kDv)
@@ -28,17 +33,20 @@ struct Params {
   int s_q, h_q;
 };
 
-template <typename T>
-__global__ void __launch_bounds__(256) combine_kernel(const Params p) {
+template <typename T, int kWarpsPerRow>
+__global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
+  constexpr int kVecs = kDv / 128 / kWarpsPerRow;  // float4 per lane per split
+  constexpr int kUnroll = 16 / kVecs / (kWarpsPerRow == 1 ? 1 : 2);  // splits in flight: 16 or 8 float4 per lane
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int h = blockIdx.y * rows_per_cta(kWarpsPerRow) + warp / kWarpsPerRow;
+  const int col0 = (warp % kWarpsPerRow) * (kDv / kWarpsPerRow) + 4 * lane;
+  const int i = blockIdx.x / p.s_q, s = blockIdx.x % p.s_q;
+  // split_offsets comes from the schedule kernel, which completed before the main kernel started (a plain launch after
+  // it): readable before the wait, so that the CTAs of a request with one split leave at once.
+  const int k0 = p.split_offsets[i], k1 = p.split_offsets[i + 1];
+  if (h >= p.h_q || k1 - k0 <= 1) return;
   // Launched with programmatic dependent launch after the main kernel: wait until its writes are visible.
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int h = blockIdx.y * kRowsPerCta + warp / 4, quarter = warp % 4;
-  const int i = blockIdx.x / p.s_q, s = blockIdx.x % p.s_q;
-  if (h >= p.h_q) return;
-  // Produced by the main kernel earlier on the stream: plain loads.
-  const int k0 = p.split_offsets[i], k1 = p.split_offsets[i + 1];
-  if (k1 - k0 <= 1) return;
   auto lse_of = [&](int k) { return p.lse_accum[(static_cast<int64_t>(k) * p.s_q + s) * p.h_q + h]; };
   float M = -INFINITY;
   for (int k = k0 + lane; k < k1; k += 32) M = fmaxf(M, lse_of(k));
@@ -54,33 +62,46 @@ __global__ void __launch_bounds__(256) combine_kernel(const Params p) {
     const float lse_nat = G * 0.6931471805599453f;
     factor = 1.f / (1.f + expf(p.attn_sink[h] - lse_nat));
   }
-  const int col = quarter * (kDv / 4) + 4 * lane;
-  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  float4 acc[kVecs];
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) acc[j] = make_float4(0.f, 0.f, 0.f, 0.f);
   if (S > 0.f) {
-    const float* base = p.o_accum + (static_cast<int64_t>(s) * p.h_q + h) * kDv + col;
+    const float* base = p.o_accum + (static_cast<int64_t>(s) * p.h_q + h) * kDv + col0;
     const int64_t split_stride = static_cast<int64_t>(p.s_q) * p.h_q * kDv;
     for (int k = k0; k < k1; k += kUnroll) {
-      float4 v[kUnroll];
+      float4 v[kUnroll][kVecs];
       float w[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const bool in = k + u < k1;
         w[u] = in ? exp2f(lse_of(k + u) - G) : 0.f;
-        v[u] = in ? *reinterpret_cast<const float4*>(base + (k + u) * split_stride) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int j = 0; j < kVecs; ++j) {
+          v[u][j] = in ? *reinterpret_cast<const float4*>(base + (k + u) * split_stride + 128 * j)
+                       : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         // An empty split has weight 0 and a partial that may be garbage: select, never multiply it in.
-        if (w[u] != 0.f) acc.x += w[u] * v[u].x, acc.y += w[u] * v[u].y, acc.z += w[u] * v[u].z, acc.w += w[u] * v[u].w;
+        if (w[u] == 0.f) continue;
+#pragma unroll
+        for (int j = 0; j < kVecs; ++j) {
+          acc[j].x += w[u] * v[u][j].x, acc[j].y += w[u] * v[u][j].y;
+          acc[j].z += w[u] * v[u][j].z, acc[j].w += w[u] * v[u][j].w;
+        }
       }
     }
   }
-  T* out = static_cast<T*>(p.out) + i * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + col;
-  out[0] = T(acc.x * factor);
-  out[1] = T(acc.y * factor);
-  out[2] = T(acc.z * factor);
-  out[3] = T(acc.w * factor);
-  if (quarter == 0 && lane == 0) {
+  T* out = static_cast<T*>(p.out) + i * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + col0;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    out[128 * j + 0] = T(acc[j].x * factor);
+    out[128 * j + 1] = T(acc[j].y * factor);
+    out[128 * j + 2] = T(acc[j].z * factor);
+    out[128 * j + 3] = T(acc[j].w * factor);
+  }
+  if (lane == 0 && warp % kWarpsPerRow == 0) {
     p.lse[i * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = S > 0.f ? G * 0.6931471805599453f : INFINITY;
   }
 }
