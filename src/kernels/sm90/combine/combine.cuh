@@ -36,7 +36,7 @@ struct Params {
 template <typename T, int kWarpsPerRow>
 __global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
   constexpr int kVecs = kDv / 128 / kWarpsPerRow;  // float4 per lane per split
-  constexpr int kUnroll = 16 / kVecs / (kWarpsPerRow == 1 ? 1 : 2);  // splits in flight: 16 or 8 float4 per lane
+  constexpr int kUnroll = kWarpsPerRow == 1 ? 4 : 8;  // splits loaded together: 16 or 8 float4 in flight per lane
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int h = blockIdx.y * rows_per_cta(kWarpsPerRow) + warp / kWarpsPerRow;
   const int col0 = (warp % kWarpsPerRow) * (kDv / kWarpsPerRow) + 4 * lane;

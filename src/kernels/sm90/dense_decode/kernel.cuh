@@ -516,7 +516,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     FLASHMLA_TRACE_EVENT(rec, trace::kPvWaitEnd);
     warpgroup_fence_operand(tOrO);
   };
-  auto rescale_o = [&](const float (&a)[2]) {  // skipped when no row of the warp changed its max (pair_max)
+  auto rescale_o = [&](const float (&a)[2]) {  // skipped when no row of the warp changed its max (slack_max)
     if (!__any_sync(0xffffffffu, a[0] != 1.f || a[1] != 1.f)) return;
 #pragma unroll
     for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= a[(i / 2) % 2];
@@ -609,7 +609,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         rescale_o(scale);
         const int valid = min(kBlockN, len - tok0);
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
-        pv_own(0);  // P_A from registers; P_A also goes to smem before this PV completes (see below)
+        pv_own(0);  // P_A from registers; it goes to smem for warpgroup 1 once this PV completes (below)
         float m_b[2];
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, m_b);
 #pragma unroll
