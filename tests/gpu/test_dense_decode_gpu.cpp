@@ -148,6 +148,17 @@ TEST(DenseDecodeGpu, GraphReplayEqualsEager) {
   cudaStreamDestroy(s);
 }
 
+// A reset context (cudaDeviceReset; the benchmark resets after each measurement) has lost the kernels' dynamic shared
+// memory attribute: the next plan sets it again, and the call still gives the reference result (before, the library
+// set it once per device and every launch after a reset failed).
+TEST(DenseDecodeGpu, RunsAfterDeviceReset) {
+  Rng r(19);
+  DenseCase c = make_dense_case(r, 3, 1, 16, 1, 64, 500, true, false, DType::kBFloat16);
+  EXPECT_TRUE(check_case(c));
+  CUDA_OK(cudaDeviceReset());
+  EXPECT_TRUE(check_case(c));
+}
+
 // A schedule may have any number of parts (FlashMLA's old eager metadata is built before the page size is known):
 // fewer parts than SMs, one part, and more parts than requests x blocks all give the reference result.
 TEST(DenseDecodeGpu, AnyNumPartsMatchesReference) {

@@ -11,6 +11,7 @@
 #include "flashmla/dense_decode.h"
 #include "flashmla/validate.h"
 #include "kernels/sm90/combine/combine.cuh"
+#include "kernels/sm90/common/context.h"
 #include "kernels/sm90/common/cuda_check.h"
 #include "kernels/sm90/common/tma.h"
 #include "kernels/sm90/dense_decode/fallback_kernel.cuh"
@@ -239,12 +240,14 @@ void expect_schedule(const DenseDecodeSchedule& s, int64_t b, int64_t num_parts,
   }
 }
 
-// Opt in to more than 48 KB of dynamic shared memory: a per-device function attribute, set once per device.
+// Opt in to more than 48 KB of dynamic shared memory: a function attribute of the current context, set once per
+// context (the device's primary context is current here, DeviceGuard). Keyed by the context's id, not by the device:
+// after cudaDeviceReset the new context has lost the attribute, and every launch failed until it was set again.
 void set_smem_attributes(int device) {
   static std::mutex mutex;
-  static std::set<int> done;
+  static std::set<std::pair<int, uint64_t>> done;
   const std::lock_guard<std::mutex> lock(mutex);
-  if (!done.insert(device).second) return;
+  if (!done.insert({device, sm90::current_context_id()}).second) return;
   namespace dd = sm90::dense_decode;
   namespace fb = sm90::dense_decode::fallback;
   auto set = [](const void* fn, int bytes) {
