@@ -40,8 +40,8 @@ if (run / "pytest.xml").exists():
           "skip_reasons": sorted({x.get("message", "") for x in suite.iter("skipped")})}
 overhead = (run / "py-overhead.md").read_text().strip() if (run / "py-overhead.md").exists() else ""
 cases = json.loads((run / "bench.json").read_text())["cases"]
-keep = ("name", "us", "sched_us", "tflops", "gbps", "flashmla_us", "ratio")
-cases = [{k: c[k] for k in keep} for c in cases]
+keep = ("name", "mean_s_k", "us", "us_per_context", "sched_us", "tflops", "gbps", "flashmla_us", "ratio")
+cases = [{k: c[k] for k in keep if k in c} for c in cases]
 geo = lambda xs: math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 all_r = [c["ratio"] for c in cases]
 big_r = [c["ratio"] for c in cases if c["name"].startswith("b=128 ") and "h_q=128 " in c["name"]]
@@ -64,7 +64,9 @@ out = pathlib.Path("docs/results") / f"{date}-{name}"
 out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
 lines = [f"# Dense decode, {kernel}, H200 — {date}", "",
          f"Commit measured: `{commit}`. GPU: {gpu}. Method: end to end per call (main kernel + combine) as one "
-         "CUDA-graph replay, schedule built once and reused, 512 MiB memset before each call, CUDA events, median of 30.",
+         "CUDA-graph replay, schedule built once and reused, 512 MiB memset before each call, CUDA events, median of 30; "
+         "since 2026-11-21 (session 9) each case in 3 fresh CUDA contexts (the median of their medians), varlen "
+         "lengths at FlashMLA's total (mean s_k).",
          "", f"Tests: {detail}.", "",
          f"Ratio to FlashMLA (us / FlashMLA us): geometric mean {geo(all_r):.2f}x over all {len(all_r)} cases, "
          f"{geo(big_r):.2f}x over the b=128 h_q=128 cases; best {min(all_r):.2f}, worst {max(all_r):.2f}; "
@@ -75,8 +77,10 @@ if overhead:
     lines += ["Host overhead of the Python API (tools/bench/py_overhead.py: wall time per call over back-to-back calls, one "
               "sync at the end, so a piece whose GPU time exceeds its host time shows the GPU time):", "",
               overhead, ""]
-lines += ["| case | us | sched us | TFLOP/s | GB/s | FlashMLA us | ratio |", "|---|---|---|---|---|---|---|"]
-lines += [f"| {c['name']} | {c['us']:.1f} | {c['sched_us']:.1f} | {c['tflops']:.0f} | {c['gbps']:.0f} | "
-          f"{c['flashmla_us']:.1f} | {c['ratio']:.2f} |" for c in cases]
+lines += ["| case | mean s_k | us | us per context | sched us | TFLOP/s | GB/s | FlashMLA us | ratio |",
+          "|---|---|---|---|---|---|---|---|---|"]
+lines += [f"| {c['name']} | {c.get('mean_s_k', float('nan')):.0f} | {c['us']:.1f} | "
+          f"{' '.join(f'{u:.1f}' for u in c.get('us_per_context', []))} | {c['sched_us']:.1f} | "
+          f"{c['tflops']:.0f} | {c['gbps']:.0f} | {c['flashmla_us']:.1f} | {c['ratio']:.2f} |" for c in cases]
 out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 print(out.with_suffix(".md").read_text())

@@ -1,7 +1,8 @@
 // GPU dense decode benchmark: the cases of FlashMLA's end-to-end table on the H200 (targets/h200.md in the project's
 // steering notes), measured the same way: schedule built once and reused (as across layers), 512 MiB memset before
 // each call to flush L2, CUDA events around one CUDA-graph replay of the call (main kernel + combine), median of
-// `reps`. FLOP = 2 b s_q h_q mean_s_k (576 + 512); bytes = KV read once + Q + O.
+// `reps`. FLOP = 2 b s_q h_q mean_s_k (576 + 512); bytes = KV read once + Q + O. Every case draws its inputs from its
+// own seed, so that a case filtered with --case gets the same inputs as in the full run.
 #include "tools/bench/dense_gpu.h"
 
 #include <cuda_runtime.h>
@@ -51,6 +52,41 @@ const Case kCases[] = {
     {32, 1, 1024, false, 128, true, 37.5},    {32, 4, 1024, false, 128, true, 68.7},
 };
 
+// The mean length of FlashMLA's varlen runs in the target table, from its GB/s and us columns (bytes = 2 (b mean_s_k
+// 576 + b s_q h_q 1088); the TFLOP/s column agrees to 0.1%): its draw of N(s_k, s_k / 2) came out 0.5% above s_k,
+// the same draw at s_q = 1 and 2. A draw of 128 lengths has a mean within +-4.4% of s_k (one sigma), and the time
+// follows the total length: our own draw at the same seed differed from FlashMLA's by -9% to +4% of the work, which
+// moved the time ratios by as much. So the varlen lengths are drawn the same way and then shifted to FlashMLA's total
+// (match_total): the ratio compares equal work.
+double flashmla_varlen_mean(int s_k) {
+  switch (s_k) {
+    case 4096: return 4118;
+    case 8192: return 8234;
+    case 16384: return 16470;
+    case 32768: return 32940;
+    default: return s_k;
+  }
+}
+
+// Moves every length by the same amount (the remainder by one token on the first requests), none below `lo`, until
+// they sum to `total`.
+void match_total(std::vector<int32_t>& lens, int64_t total, int32_t lo) {
+  for (int iter = 0; iter < 64; ++iter) {
+    const int64_t diff = total - std::accumulate(lens.begin(), lens.end(), int64_t{0});
+    if (diff == 0) return;
+    std::vector<size_t> movable;
+    for (size_t i = 0; i < lens.size(); ++i) {
+      if (diff > 0 || lens[i] > lo) movable.push_back(i);
+    }
+    if (movable.empty()) return;
+    const int64_t n = static_cast<int64_t>(movable.size()), step = diff / n, rem = diff % n;
+    for (int64_t k = 0; k < n; ++k) {
+      int32_t& l = lens[movable[k]];
+      l = static_cast<int32_t>(std::max<int64_t>(lo, l + step + (k < std::abs(rem) ? (rem > 0 ? 1 : -1) : 0)));
+    }
+  }
+}
+
 constexpr double kCopyGBs = 4254, kBf16Tflops = 779;  // measured H200 ceilings
 
 std::string name(const Case& c) {
@@ -65,16 +101,46 @@ T* dalloc(size_t n) {
   return static_cast<T*>(p);
 }
 
-}  // namespace
+// A case's lengths and block table, drawn from its own seed (the same whether or not other cases run).
+struct Inputs {
+  std::vector<int32_t> lens, block_table;
+  int64_t max_blocks = 0;
+  double mean_s_k = 0;
+};
 
-nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
-  FLASHMLA_CUDA_CHECK(cudaSetDevice(0));
-  cudaDeviceProp prop;
-  FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("GPU: %s, %d SMs; dense decode, d_qk 576, d_v 512, page 64, h_kv 1, bf16; median of %d graph replays, "
-              "L2 flushed before each\n\n", prop.name, prop.multiProcessorCount, reps);
-  std::printf("| case | us | sched us | TFLOP/s | GB/s | %% bf16 peak | %% copy BW | FlashMLA us | ratio |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+Inputs make_inputs(const Case& c) {
+  Inputs in;
+  std::mt19937 gen(static_cast<uint32_t>(7 + (&c - kCases)));
+  // Lengths: N(s_k, s_k / 2) clipped below at s_q when varlen, shifted to FlashMLA's total; else s_k.
+  in.lens.resize(c.b);
+  std::normal_distribution<double> nd(c.s_k, c.s_k / 2.0);
+  for (auto& l : in.lens) l = c.varlen ? std::max<int32_t>(static_cast<int32_t>(nd(gen)), c.s_q) : c.s_k;
+  if (c.varlen) match_total(in.lens, std::llround(flashmla_varlen_mean(c.s_k) * c.b), c.s_q);
+  in.max_blocks = (*std::max_element(in.lens.begin(), in.lens.end()) + 63) / 64;
+  in.block_table.resize(c.b * in.max_blocks);  // every page of the pool at most once, in random order
+  std::iota(in.block_table.begin(), in.block_table.end(), 0);
+  std::shuffle(in.block_table.begin(), in.block_table.end(), gen);
+  in.mean_s_k = std::accumulate(in.lens.begin(), in.lens.end(), 0.0) / c.b;
+  return in;
+}
+
+// `filter`: '|'-separated substrings; a case runs when its name contains one of them.
+bool selected(const Case& c, const std::string& filter) {
+  if (filter.empty()) return true;
+  for (size_t pos = 0; pos <= filter.size();) {
+    const size_t bar = std::min(filter.find('|', pos), filter.size());
+    if (bar > pos && name(c).find(filter.substr(pos, bar - pos)) != std::string::npos) return true;
+    pos = bar + 1;
+  }
+  return false;
+}
+
+// One case in a fresh CUDA context: the inputs and buffers, the schedule timed `reps` times, then the call as a CUDA
+// graph timed `reps` times; returns the medians {call us, schedule us}. The context is reset at the end, so that no
+// state of one measurement reaches the next: in one context, the small cases ran 3-5 us slower after the largest
+// ones than alone (b=8 s_k=8192 h_q=16: 47.3 vs 43.3-43.6 us, the schedule kernel too: 39.8 vs 34.8 us), also
+// with every buffer allocated once for the whole table; in a new process they did not.
+std::pair<double, double> measure(const Case& c, const Inputs& in, int reps) {
   const size_t flush_bytes = 512ull << 20;
   char* flush = dalloc<char>(flush_bytes);
   cudaStream_t stream;
@@ -82,96 +148,109 @@ nlohmann::json run_gpu_dense(int reps, const std::string& filter) {
   cudaEvent_t e0, e1;
   FLASHMLA_CUDA_CHECK(cudaEventCreate(&e0));
   FLASHMLA_CUDA_CHECK(cudaEventCreate(&e1));
+  const int64_t num_blocks = c.b * in.max_blocks;
+  auto* q = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 576);
+  auto* kv = dalloc<uint16_t>(num_blocks * 64 * 576);
+  auto* d_bt = dalloc<int32_t>(num_blocks);
+  auto* d_lens = dalloc<int32_t>(c.b);
+  auto* out = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 512);
+  auto* lse = dalloc<float>(int64_t(c.b) * c.h_q * c.s_q);
+  sm90::fill_random_half(q, int64_t(c.b) * c.s_q * c.h_q * 576, 1, false, stream);
+  sm90::fill_random_half(kv, num_blocks * 64 * 576, 2, false, stream);
+  FLASHMLA_CUDA_CHECK(cudaMemcpy(d_bt, in.block_table.data(), in.block_table.size() * 4, cudaMemcpyHostToDevice));
+  FLASHMLA_CUDA_CHECK(cudaMemcpy(d_lens, in.lens.data(), in.lens.size() * 4, cudaMemcpyHostToDevice));
+
+  DenseDecodeParams p;
+  p.q = TensorView::contiguous(q, DType::kBFloat16, {c.b, c.s_q, c.h_q, 576}, 0);
+  p.k_cache = TensorView::contiguous(kv, DType::kBFloat16, {num_blocks, 64, 1, 576}, 0);
+  p.block_table = TensorView::contiguous(d_bt, DType::kInt32, {c.b, in.max_blocks}, 0);
+  p.cache_seqlens = TensorView::contiguous(d_lens, DType::kInt32, {c.b}, 0);
+  p.out = TensorView::contiguous(out, DType::kBFloat16, {c.b, c.s_q, c.h_q, 512}, 0);
+  p.lse = TensorView::contiguous(lse, DType::kFloat32, {c.b, c.h_q, c.s_q}, 0);
+  p.softmax_scale = 1.0f / std::sqrt(576.0f);
+  p.causal = c.causal;
+  const DenseDecodePlan plan = plan_dense_decode(p);
+  char* ws = dalloc<char>(plan.workspace_bytes);
+  auto* d_meta = dalloc<int32_t>(plan.num_parts * 8);
+  auto* d_splits = dalloc<int32_t>(c.b + 1);
+  const DenseDecodeSchedule sched{TensorView::contiguous(d_meta, DType::kInt32, {plan.num_parts, 8}, 0),
+                                  TensorView::contiguous(d_splits, DType::kInt32, {c.b + 1}, 0)};
+
+  // Each timed piece runs after a memset of `flush` has pushed the inputs out of L2.
+  auto time = [&](auto&& enqueue) {
+    std::vector<float> t;
+    for (int r = 0; r < reps; ++r) {
+      FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
+      enqueue();
+      FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
+      FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      FLASHMLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms * 1000);
+    }
+    std::sort(t.begin(), t.end());
+    return static_cast<double>(t[t.size() / 2]);
+  };
+  // Schedule cost (the first call of a step), then the per-layer call as a graph.
+  const double sched_us = time([&] { dense_decode_schedule(p.cache_seqlens, sched, stream); });
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  FLASHMLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  dense_decode_run(p, plan, sched, ws, stream);
+  FLASHMLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  FLASHMLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+  const double us = time([&] { FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream)); });
+  FLASHMLA_CUDA_CHECK(cudaDeviceReset());  // frees every buffer, graph, event and stream of this measurement
+  return {us, sched_us};
+}
+
+}  // namespace
+
+nlohmann::json run_gpu_dense(int reps, int contexts, const std::string& filter) {
+  FLASHMLA_CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  FLASHMLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("GPU: %s, %d SMs; dense decode, d_qk 576, d_v 512, page 64, h_kv 1, bf16; per case, the median over %d "
+              "fresh CUDA contexts of the median of %d graph replays, L2 flushed before each\n\n",
+              prop.name, prop.multiProcessorCount, contexts, reps);
+  std::printf("| case | mean s_k | us | us per context | sched us | TFLOP/s | GB/s | %% bf16 peak | %% copy BW | "
+              "FlashMLA us | ratio |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   nlohmann::json cases = nlohmann::json::array();
-  std::mt19937 gen(7);
   for (const Case& c : kCases) {
-    if (!filter.empty() && name(c).find(filter) == std::string::npos) continue;
-    // Lengths: N(s_k, s_k / 2) clipped below at s_q when varlen (mean about s_k), else s_k.
-    std::vector<int32_t> lens(c.b);
-    std::normal_distribution<double> nd(c.s_k, c.s_k / 2.0);
-    for (auto& l : lens) l = c.varlen ? std::max<int32_t>(static_cast<int32_t>(nd(gen)), c.s_q) : c.s_k;
-    const int32_t max_len = *std::max_element(lens.begin(), lens.end());
-    const int64_t max_blocks = (max_len + 63) / 64, num_blocks = c.b * max_blocks;
-    std::vector<int32_t> bt(num_blocks);
-    std::iota(bt.begin(), bt.end(), 0);
-    std::shuffle(bt.begin(), bt.end(), gen);
-    const double mean_sk = std::accumulate(lens.begin(), lens.end(), 0.0) / c.b;
-
-    auto* q = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 576);
-    auto* kv = dalloc<uint16_t>(num_blocks * 64 * 576);
-    auto* d_bt = dalloc<int32_t>(num_blocks);
-    auto* d_lens = dalloc<int32_t>(c.b);
-    auto* out = dalloc<uint16_t>(int64_t(c.b) * c.s_q * c.h_q * 512);
-    auto* lse = dalloc<float>(int64_t(c.b) * c.h_q * c.s_q);
-    sm90::fill_random_half(q, int64_t(c.b) * c.s_q * c.h_q * 576, 1, false, stream);
-    sm90::fill_random_half(kv, num_blocks * 64 * 576, 2, false, stream);
-    FLASHMLA_CUDA_CHECK(cudaMemcpy(d_bt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
-    FLASHMLA_CUDA_CHECK(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
-
-    DenseDecodeParams p;
-    p.q = TensorView::contiguous(q, DType::kBFloat16, {c.b, c.s_q, c.h_q, 576}, 0);
-    p.k_cache = TensorView::contiguous(kv, DType::kBFloat16, {num_blocks, 64, 1, 576}, 0);
-    p.block_table = TensorView::contiguous(d_bt, DType::kInt32, {c.b, max_blocks}, 0);
-    p.cache_seqlens = TensorView::contiguous(d_lens, DType::kInt32, {c.b}, 0);
-    p.out = TensorView::contiguous(out, DType::kBFloat16, {c.b, c.s_q, c.h_q, 512}, 0);
-    p.lse = TensorView::contiguous(lse, DType::kFloat32, {c.b, c.h_q, c.s_q}, 0);
-    p.softmax_scale = 1.0f / std::sqrt(576.0f);
-    p.causal = c.causal;
-    const DenseDecodePlan plan = plan_dense_decode(p);
-    char* ws = dalloc<char>(plan.workspace_bytes);
-    auto* d_meta = dalloc<int32_t>(plan.num_parts * 8);
-    auto* d_splits = dalloc<int32_t>(c.b + 1);
-    const DenseDecodeSchedule sched{TensorView::contiguous(d_meta, DType::kInt32, {plan.num_parts, 8}, 0),
-                                    TensorView::contiguous(d_splits, DType::kInt32, {c.b + 1}, 0)};
-
-    // Schedule cost (the first call of a step), then the per-layer call as a graph.
-    std::vector<float> sched_t, run_t;
-    for (int r = 0; r < reps; ++r) {
-      FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
-      FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
-      dense_decode_schedule(p.cache_seqlens, sched, stream);
-      FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
-      FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms;
-      FLASHMLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      sched_t.push_back(ms * 1000);
+    if (!selected(c, filter)) continue;
+    const Inputs in = make_inputs(c);
+    // The time of one case moved by up to 14% from one process (or context) to the next at b=128 s_q=2
+    // s_k=32768v (3447-3933 us, each the median of 30 calls; inside one context the calls agree to ~1%): so every
+    // case is measured in several contexts and the median of their medians is reported.
+    std::vector<double> per_context, sched;
+    for (int k = 0; k < contexts; ++k) {
+      const auto [us, sched_us] = measure(c, in, reps);
+      per_context.push_back(us);
+      sched.push_back(sched_us);
     }
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    FLASHMLA_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    dense_decode_run(p, plan, sched, ws, stream);
-    FLASHMLA_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    FLASHMLA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
-    for (int r = 0; r < reps; ++r) {
-      FLASHMLA_CUDA_CHECK(cudaMemsetAsync(flush, r, flush_bytes, stream));
-      FLASHMLA_CUDA_CHECK(cudaEventRecord(e0, stream));
-      FLASHMLA_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-      FLASHMLA_CUDA_CHECK(cudaEventRecord(e1, stream));
-      FLASHMLA_CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms;
-      FLASHMLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      run_t.push_back(ms * 1000);
+    std::string spread;
+    for (double us : per_context) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%s%.1f", spread.empty() ? "" : " ", us);
+      spread += buf;
     }
-    std::sort(sched_t.begin(), sched_t.end());
-    std::sort(run_t.begin(), run_t.end());
-    const double us = run_t[run_t.size() / 2], sched_us = sched_t[sched_t.size() / 2];
+    std::sort(per_context.begin(), per_context.end());
+    std::sort(sched.begin(), sched.end());
+    const double us = per_context[per_context.size() / 2], sched_us = sched[sched.size() / 2], mean_sk = in.mean_s_k;
     const double flop = 2.0 * c.b * c.s_q * c.h_q * mean_sk * (576 + 512);
     const double bytes = 2.0 * (c.b * mean_sk * 576 + double(c.b) * c.s_q * c.h_q * (576 + 512));
     const double tflops = flop / us * 1e-6, gbps = bytes / us * 1e-3, ratio = us / c.flashmla_us;
-    std::printf("| %s | %.1f | %.1f | %.0f | %.0f | %.0f%% | %.0f%% | %.1f | %.2f |\n", name(c).c_str(), us, sched_us,
-                tflops, gbps, 100 * tflops / kBf16Tflops, 100 * gbps / kCopyGBs, c.flashmla_us, ratio);
+    std::printf("| %s | %.0f | %.1f | %s | %.1f | %.0f | %.0f | %.0f%% | %.0f%% | %.1f | %.2f |\n", name(c).c_str(),
+                mean_sk, us, spread.c_str(), sched_us, tflops, gbps, 100 * tflops / kBf16Tflops,
+                100 * gbps / kCopyGBs, c.flashmla_us, ratio);
     std::fflush(stdout);
-    cases.push_back({{"name", name(c)}, {"us", us}, {"sched_us", sched_us}, {"tflops", tflops}, {"gbps", gbps},
-                     {"flashmla_us", c.flashmla_us}, {"ratio", ratio}});
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    for (void* ptr : std::initializer_list<void*>{q, kv, d_bt, d_lens, out, lse, ws, d_meta, d_splits}) cudaFree(ptr);
+    cases.push_back({{"name", name(c)}, {"mean_s_k", mean_sk}, {"us", us}, {"us_per_context", per_context},
+                     {"sched_us", sched_us}, {"tflops", tflops}, {"gbps", gbps}, {"flashmla_us", c.flashmla_us},
+                     {"ratio", ratio}});
   }
-  cudaFree(flush);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaStreamDestroy(stream);
   return cases;
 }
 

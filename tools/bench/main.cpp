@@ -98,8 +98,13 @@ int main(int argc, char** argv) {
   app.add_option("--b", cpu_case.b, "batch size of the CPU case")->check(CLI::Range(1, 4096));
   app.add_option("--s-k", cpu_case.s_k, "KV length of the CPU case")->check(CLI::Range(1, 1 << 20));
   app.add_option("--h-q", cpu_case.h_q, "query heads of the CPU case")->check(CLI::Range(1, 128));
+  int contexts = 3;
+  app.add_option("--contexts", contexts, "GPU: fresh CUDA contexts per case (the median of their medians is reported)")
+      ->check(CLI::Range(1, 100));
   std::string filter;
-  app.add_option("--case", filter, "GPU: run only the cases whose name contains this text, e.g. \"b=128 s_q=1 s_k=8192 h_q=16\"");
+  app.add_option("--case", filter,
+                 "GPU: run only the cases whose name contains this text (several: separated by '|'), e.g. "
+                 "\"b=128 s_q=1 s_k=8192 h_q=16\"");
   CLI11_PARSE(app, argc, argv);
 
   const int gpus = flashmla::cuda_device_count();
@@ -110,7 +115,7 @@ int main(int argc, char** argv) {
       return 2;
     }
 #ifdef FLASHMLA_WITH_CUDA
-    const nlohmann::json cases = flashmla::bench::run_gpu_dense(std::max(reps, 30), filter);
+    const nlohmann::json cases = flashmla::bench::run_gpu_dense(std::max(reps, 30), contexts, filter);
     if (!json_path.empty()) {
       nlohmann::json j = {{"version", flashmla::version()}, {"device", "gpu"}, {"op", "dense_decode"}, {"cases", cases}};
       std::ofstream(json_path) << j.dump(2) << "\n";
