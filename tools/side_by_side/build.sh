@@ -13,7 +13,7 @@ mkdir -p "$out"
 flags=(-O3 -std=c++20 -DNDEBUG -D_USE_MATH_DEFINES -U__CUDA_NO_HALF_OPERATORS__ -U__CUDA_NO_HALF_CONVERSIONS__
        -U__CUDA_NO_HALF2_OPERATORS__ -U__CUDA_NO_BFLOAT16_CONVERSIONS__ --expt-relaxed-constexpr --expt-extended-lambda
        --use_fast_math --ptxas-options=--register-usage-level=10 -lineinfo -gencode arch=compute_90a,code=sm_90a
-       -I"$src" -I"$src/kerutils/include" -I"$src/sm90" -I"$root/third_party/cutlass/include" -w)
+       -I"$root" -I"$src" -I"$src/kerutils/include" -I"$src/sm90" -I"$root/third_party/cutlass/include" -w)
 nvcc "${flags[@]}" -c "$src/sm90/decode/dense/instantiations/bf16.cu" -o "$out/bf16.o" &
 nvcc "${flags[@]}" -c "$src/smxx/decode/combine/combine.cu" -o "$out/combine.o" &
 nvcc "${flags[@]}" -c "$src/smxx/decode/get_decoding_sched_meta/get_decoding_sched_meta.cu" -o "$out/sched.o" &

@@ -6,7 +6,8 @@
 //   q (b, s_q, h_q, 576) and a paged KV cache (page 64, h_kv = 1) of random bf16, a shuffled block table; the schedule
 //   is built once (as an engine reuses it across layers); each call is preceded by a 512 MiB memset (L2 flush) and
 //   timed with CUDA events; prints the median main-kernel and main + combine times. varlen=1 draws the lengths from
-//   N(s_k, s_k / 2) clipped at s_q, like the targets' "v" cases (not the same draw as flashmla-bench's).
+//   N(s_k, s_k / 2) clipped at s_q, like the targets' "v" cases, and shifts them to the total of FlashMLA's run in the
+//   target table, as flashmla-bench does (tools/bench/varlen.h; a different draw, the same work).
 #include <cuda_runtime.h>
 #include <cutlass/bfloat16.h>
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "params.h"
+#include "tools/bench/varlen.h"
 #include "sm90/decode/dense/splitkv_mla.h"
 #include "smxx/decode/combine/combine.h"
 #include "smxx/decode/get_decoding_sched_meta/get_decoding_sched_meta.h"
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> len_dist(s_k, s_k / 2.f);
   std::vector<int> lens(b);
   for (int& l : lens) l = varlen ? std::max(s_q, static_cast<int>(len_dist(rng))) : s_k;
+  if (varlen) flashmla::bench::match_total(lens, std::llround(flashmla::bench::flashmla_varlen_mean(s_k) * b), s_q);
   const int max_blocks = (*std::max_element(lens.begin(), lens.end()) + page - 1) / page;
   const int num_blocks = b * max_blocks;
   std::vector<int> block_table(num_blocks);
