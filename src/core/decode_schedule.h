@@ -50,6 +50,14 @@ FLASHMLA_HD int64_t sched_max_splits(int64_t b, int32_t num_parts) { return b + 
 FLASHMLA_HD void build_decode_schedule(const int32_t* seqlens, int32_t b, int64_t total_cost, DecodeSchedConfig cfg,
                                        DecodeSchedEntry* entries, int32_t* split_offsets) {
   const int64_t payload = (total_cost + cfg.num_parts - 1) / cfg.num_parts + cfg.overhead;
+  // Block counts by a shift when block_size_n is a power of two (64 for every kernel so far): the walk is one
+  // thread's serial chain, and a run-time division puts ~20 dependent instructions on it per request.
+  int32_t shift = 0;
+  while (shift < 30 && (int32_t{1} << shift) < cfg.block_size_n) ++shift;
+  const bool pow2 = (int32_t{1} << shift) == cfg.block_size_n;
+  auto num_blocks = [&](int32_t len) {
+    return len <= 0 ? 0 : (pow2 ? ((len - 1) >> shift) + 1 : sched_num_blocks(len, cfg.block_size_n));
+  };
   int32_t req = 0, offset = 0, ordinal = 0;
   split_offsets[0] = 0;
   for (int32_t part = 0; part < cfg.num_parts; ++part) {
@@ -57,7 +65,7 @@ FLASHMLA_HD void build_decode_schedule(const int32_t* seqlens, int32_t b, int64_
     int64_t remaining = payload;
     int32_t last_req = -1, last_end = 0;
     while (req < b) {
-      const int32_t n = sched_num_blocks(seqlens[req], cfg.block_size_n);
+      const int32_t n = num_blocks(seqlens[req]);
       const int64_t rest = n - offset;
       if (rest + cfg.overhead <= remaining) {  // the rest of this request fits
         remaining -= rest + cfg.overhead;
