@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/sm90/common/cuda_check.h"
+#include "kernels/sm90/common/driver_entry.h"
 
 namespace flashmla::sm90 {
 namespace {
@@ -14,17 +15,7 @@ using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t
                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 
 EncodeTiledFn encode_tiled() {
-  // Resolved once; the entry point is process-wide.
-  static const EncodeTiledFn fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    FLASHMLA_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
-    if (q != cudaDriverEntryPointSuccess || f == nullptr) {
-      throw CudaError("cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)", static_cast<int>(q),
-                      "driver entry point not found (driver older than CUDA 12?)");
-    }
-    return reinterpret_cast<EncodeTiledFn>(f);
-  }();
+  static const EncodeTiledFn fn = driver_entry_point<EncodeTiledFn>("cuTensorMapEncodeTiled");  // resolved once
   return fn;
 }
 
