@@ -148,7 +148,7 @@ TEST(DenseDecodeGpu, GraphReplayEqualsEager) {
   cudaStreamDestroy(s);
 }
 
-// A reset context (cudaDeviceReset; the benchmark resets after each measurement) has lost the kernels' dynamic shared
+// A reset context (cudaDeviceReset; the benchmark resets between measurements) has lost the kernels' dynamic shared
 // memory attribute: the next plan sets it again, and the call still gives the reference result (before, the library
 // set it once per device and every launch after a reset failed).
 TEST(DenseDecodeGpu, RunsAfterDeviceReset) {

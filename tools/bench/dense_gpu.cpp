@@ -102,15 +102,9 @@ bool selected(const Case& c, const std::string& filter) {
 }
 
 // One case in a fresh CUDA context: the inputs and buffers, the schedule timed `reps` times, then the call as a CUDA
-// graph timed `reps` times; returns the medians {call us, schedule us}. The previous measurement's context is reset
-// first, so that no state of one measurement reaches the next: in one context, the small cases ran 3-5 us slower after
-// the largest ones than alone (b=8 s_k=8192 h_q=16: 47.3 vs 43.3-43.6 us, the schedule kernel too: 39.8 vs 34.8 us),
-// also with every buffer allocated once for the whole table; in a new process they did not. Resetting before rather
-// than after keeps the last measurement's device state until exit, where a -DFLASHMLA_TRACE build reads its trace.
+// graph timed `reps` times; returns the medians {call us, schedule us}. Its buffers, graph, events and stream stay
+// until the caller resets the device (run_gpu_dense, before the next measurement).
 std::pair<double, double> measure(const Case& c, const Inputs& in, int reps) {
-  static bool first = true;
-  if (!first) FLASHMLA_CUDA_CHECK(cudaDeviceReset());  // frees every buffer, graph, event and stream of the last one
-  first = false;
   const size_t flush_bytes = 512ull << 20;
   char* flush = dalloc<char>(flush_bytes);
   cudaStream_t stream;
@@ -188,6 +182,17 @@ nlohmann::json run_gpu_dense(int reps, int contexts, const std::string& filter) 
               "FlashMLA us | ratio |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   nlohmann::json cases = nlohmann::json::array();
+  // The previous measurement's context is reset before each one, so that no state of one reaches the next: in one
+  // context, the small cases ran 3-5 us slower after the largest ones than alone (b=8 s_k=8192 h_q=16: 47.3 vs
+  // 43.3-43.6 us, the schedule kernel too: 39.8 vs 34.8 us), also with every buffer allocated once for the whole
+  // table; in a new process they did not. Resetting before rather than after keeps the last measurement's device state
+  // until exit, where a -DFLASHMLA_TRACE build reads its timeline.
+  bool measured = false;
+  auto fresh_measure = [&](const Case& c, const Inputs& in) {
+    if (measured) FLASHMLA_CUDA_CHECK(cudaDeviceReset());  // frees everything the last measurement made
+    measured = true;
+    return measure(c, in, reps);
+  };
   for (const Case& c : kCases) {
     if (!selected(c, filter)) continue;
     const Inputs in = make_inputs(c);
@@ -196,7 +201,7 @@ nlohmann::json run_gpu_dense(int reps, int contexts, const std::string& filter) 
     // case is measured in several contexts and the median of their medians is reported.
     std::vector<double> per_context, sched;
     for (int k = 0; k < contexts; ++k) {
-      const auto [us, sched_us] = measure(c, in, reps);
+      const auto [us, sched_us] = fresh_measure(c, in);
       per_context.push_back(us);
       sched.push_back(sched_us);
     }
