@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Reads a dense decode timeline trace (a -DFLASHMLA_TRACE build, src/kernels/sm90/dense_decode/trace.cuh) and prints
-where the traced CTAs wait and how long each KV refill takes from its release to its use.
+where the traced CTAs wait and how long each KV refill takes from its release to its use. With --pairs, also the
+median timeline of a steady-state pair: when each math warpgroup reaches each step, in cycles from the moment warpgroup
+0's S_A is in registers (its pair start), which shows how the two warpgroups' QK^T, softmax and PV interleave.
 
-usage: trace_timeline.py TRACE_FILE [--ghz 1.98]
+usage: trace_timeline.py TRACE_FILE [--ghz 1.98] [--pairs]
 """
 import argparse
 import statistics
@@ -124,14 +126,54 @@ def analyse(roles, ghz):
                    med(rows["landed"]), med(rows["needed"])))
 
 
+STEP_NAMES = {1: "start", 3: "qk_issue", 4: "pv_own_issued", 5: "pv_other_issued", 80: "pv_wait<", 81: "pv_wait>",
+              65: "rowsA<", 73: "rowsA>", 66: "rowsB<", 74: "rowsB>", 67: "PA<", 75: "PA>", 68: "PB<", 76: "PB>"}
+
+
+def pair_timeline(roles):
+    """Median cycle of each math warpgroup's steps (first occurrence per pair), relative to warpgroup 0's pair start,
+    over the pairs of the traced CTA away from its first and last four."""
+    def split(ev):
+        out = []
+        for e, t in ev:
+            if e == 1:
+                out.append([])
+            if out:
+                out[-1].append((e, t))
+        return out
+    p = [split(roles[0]), split(roles[1])]
+    n = min(len(p[0]), len(p[1]))
+    if n < 12:
+        print("  (too few pairs for a timeline)")
+        return
+    for wg in range(2):
+        at = defaultdict(list)
+        for k in range(4, n - 4):
+            t0, seen = p[0][k][0][1], set()
+            for e, t in p[wg][k]:
+                name = "release s%d %s" % ((e - 48) // 2, ("own", "other")[(e - 48) % 2]) if 48 <= e < 52 else \
+                    STEP_NAMES.get(e)
+                if name is None or name in seen:
+                    continue
+                seen.add(name)
+                at[name].append(t - t0)
+        steps = sorted(at, key=lambda k: med(at[k]))
+        print("  %s: %s" % (ROLE_NAMES[wg], ", ".join("%s %.0f" % (k, med(at[k])) for k in steps)))
+    period = [p[0][k + 1][0][1] - p[0][k][0][1] for k in range(4, n - 5)]
+    print("  pair period (wg0 start to start): median %.0f cycles" % med(period))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("trace")
     ap.add_argument("--ghz", type=float, default=1.98)
+    ap.add_argument("--pairs", action="store_true", help="also the median timeline of a steady-state pair")
     a = ap.parse_args()
     for cta, roles in enumerate(load(a.trace)):
         print("CTA %d" % cta)
         analyse(roles, a.ghz)
+        if a.pairs:
+            pair_timeline(roles)
 
 
 if __name__ == "__main__":

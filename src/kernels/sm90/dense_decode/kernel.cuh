@@ -610,6 +610,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int valid = min(kBlockN, len - tok0);
         if (valid < kBlockN) zero_tail_rows(ss.kv[0], valid, t128, kBarWg0);  // V_A: our PV and wg1's
         pv_own(0);  // P_A from registers; it goes to smem for warpgroup 1 once this PV completes (below)
+        FLASHMLA_TRACE_EVENT(rec, trace::kPvOwnIssued);
         float m_b[2];
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, m_b);
 #pragma unroll
@@ -640,6 +641,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         if (has1) {  // a phantom's P_B is all zeros: no PV
           observe(1, phase[1], 0, kHalfDv / kChunk);
           pv(tOrP1, 1);
+          FLASHMLA_TRACE_EVENT(rec, trace::kPvOtherIssued);
           phase[1] ^= 1;
         }
         // P_B V_B,L over: V_B dims 0-255 and P_B go back (for a phantom slot too: the producer counts every slot)
@@ -649,6 +651,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
         release(1, kGroupOther);
+        FLASHMLA_TRACE_EVENT(rec, trace::kQkIssue);
         if (next) qk_issue(_0{}, _0{}, Int<kChunks>{}, phase[0]);  // the next pair's QK^T(A)
         qk_wait();  // outside the branch (see warpgroup 1's loop)
       }
@@ -728,6 +731,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int valid = min(kBlockN, len - tok1);
         if (valid < kBlockN) zero_tail_rows(ss.kv[1], valid, t128, kBarWg1);  // V_B: our PV and wg0's
         pv_own(1);           // our own P first, from registers
+        FLASHMLA_TRACE_EVENT(rec, trace::kPvOwnIssued);
         store_p(p_tile[1]);  // for warpgroup 0; stage 1's chunk 8: its QK^T use is over
         cutlass::arch::fence_view_async_shared();
       } else {
@@ -739,12 +743,14 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       FLASHMLA_TRACE_EVENT(rec, trace::kSyncEnd + kBarPA);
       observe(0, phase[0], kHalfDv / kChunk, kDv / kChunk);
       pv(tOrP0, 0);
+      FLASHMLA_TRACE_EVENT(rec, trace::kPvOtherIssued);
       if (has1) warpgroup_wait<1>();
       release(1, kGroupOwn);  // V_B dims 256-511 (for a phantom slot too)
       pv_wait();
       release(0, kGroupOther);  // V_A dims 256-511 and P_A
       phase[0] ^= 1;
       if (has1) phase[1] ^= 1;
+      FLASHMLA_TRACE_EVENT(rec, trace::kQkIssue);
       if (next1) qk_issue(_1{}, _0{}, Int<kChunks>{}, phase[1]);  // the next pair's QK^T(B)
       // Outside the branch: a wait inside it made ptxas serialize every wgmma of the kernel (C7518).
       qk_wait();

@@ -19,6 +19,9 @@ constexpr int kCap = 16384;
 enum : uint32_t {
   kPairStart = 1,
   kSegEnd = 2,
+  kQkIssue = 3,        // a math warpgroup starts issuing the next pair's QK^T
+  kPvOwnIssued = 4,    // its PV with its own P (registers) is issued
+  kPvOtherIssued = 5,  // its PV with the other warpgroup's P (smem) is issued
   kQkWaitBegin = 16,   // + chunk: before the kv_full wait of a QK^T chunk
   kQkWaitEnd = 32,     // + chunk
   kRelease = 48,       // + 2 * stage + group
