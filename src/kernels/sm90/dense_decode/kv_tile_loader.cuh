@@ -60,7 +60,7 @@ struct PagedTmaKvLoader {
   /// keep stale data. Either way the math masks those rows.
   ///
   /// The loads go out before the barriers are armed: arming first put four or five mbarrier arrivals in front of
-  /// every refill, and issuing first is 1.3-2.0% faster at b=128 h_q=128 (docs/results/raw/2026-11-21-session12-
+  /// every refill, and issuing first is 1.3-1.6% faster at b=128 h_q=128 (docs/results/raw/2026-11-21-session12-
   /// experiments.txt, section 7). Bytes that land before the arming only take the barrier's transaction count below
   /// zero; its phase cannot complete before this thread's arrival, the only one it expects (init count 1).
   template <typename E>
