@@ -2,7 +2,7 @@
 // it (576 bf16 dims per token, 64 tokens per page): how many bytes per cycle reach an SM
 //   - by TMA: 64 x 64 boxes with 128-byte swizzle and EVICT_FIRST, as kv_tile_loader.cuh issues them, from one thread
 //     with 16 boxes (128 KB) in flight;
-//   - by cp.async.cg: 16 bytes per instruction, 128 threads, 8 boxes in flight;
+//   - by cp.async.cg (CuTe's, with its L2::128B hint): 16 bytes per instruction, 128 threads, 8 boxes in flight;
 //   - by both at once: the TMA thread and 96 cp.async threads each loading every tile (twice the bytes), which shows
 //     whether the two paths add up;
 //   - by TMA multicast in clusters of 2: each CTA issues every other box to both CTAs (the two m-blocks of h_q = 128
@@ -24,6 +24,11 @@
 #include <cstdlib>
 #include <vector>
 
+#include <cute/arch/cluster_sm90.hpp>
+#include <cute/arch/copy_sm80.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cutlass/arch/barrier.h>
+
 #include "kernels/sm90/common/tma.h"
 
 namespace {
@@ -37,52 +42,16 @@ constexpr long long kWaitLimit = 2000000000ll;  // cycles (~1 s) before a wait g
 
 enum Mode : int { kTma = 0, kCpAsync = 1, kBoth = 2, kMulticast = 3, kModes = 4 };
 
-// The barrier and copy instructions are written out in PTX so that the measured loop is one instruction per step.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+constexpr uint64_t kEvictFirst = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_FIRST);
 
-__device__ __forceinline__ void mbar_init(uint64_t* b) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(b)));
-}
-__device__ __forceinline__ void mbar_expect(uint64_t* b, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
-}
 /// Waits for the phase of parity `parity`; false after kWaitLimit cycles.
-__device__ __forceinline__ bool mbar_wait(uint64_t* b, uint32_t parity) {
+__device__ __forceinline__ bool wait_bounded(uint64_t* b, uint32_t parity) {
   const long long t0 = clock64();
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(smem_u32(b)), "r"(parity)
-        : "memory");
-    if (!done && clock64() - t0 > kWaitLimit) return false;
+  while (!TxBarrier::try_wait(b, parity)) {
+    if (clock64() - t0 > kWaitLimit) return false;
   }
   return true;
-}
-__device__ __forceinline__ void tma_load(const CUtensorMap* map, uint64_t* bar, void* dst, int c0, int page) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%3, %4, "
-      "%5, %6}], [%2], %7;" ::"r"(smem_u32(dst)),
-      "l"(map), "r"(smem_u32(bar)), "r"(c0), "r"(0), "r"(0), "r"(page), "l"(0x12F0000000000000ull)  // EVICT_FIRST
-      : "memory");
-}
-/// The same box written to the same offsets of both CTAs of a cluster of 2, completing on each CTA's own barrier.
-__device__ __forceinline__ void tma_load_multicast(const CUtensorMap* map, uint64_t* bar, void* dst, int c0, int page) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster.L2::cache_hint"
-      " [%0], [%1, {%4, %5, %6, %7}], [%2], %3, %8;" ::"r"(smem_u32(dst)),
-      "l"(map), "r"(smem_u32(bar)), "h"(static_cast<uint16_t>(0x3)), "r"(c0), "r"(0), "r"(0), "r"(page),
-      "l"(0x12F0000000000000ull)
-      : "memory");
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return r;
 }
 
 struct Args {
@@ -108,11 +77,11 @@ __global__ void __launch_bounds__(kThreads, 1) fill(const __grid_constant__ CUte
   int& timed_out = *reinterpret_cast<int*>(bars + kTmaSlots);  // in the dynamic area: no static shared memory
   if (threadIdx.x == 0) {
     timed_out = 0;
-    for (int i = 0; i < kTmaSlots; ++i) mbar_init(&bars[i]);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    for (int i = 0; i < kTmaSlots; ++i) TxBarrier::init(&bars[i], 1);
+    cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
-  if (a.mode == kMulticast) cluster_sync();  // the peer's barriers are initialised before any box lands in them
+  if (a.mode == kMulticast) cute::cluster_sync();  // the peer's barriers are initialised before any box lands in them
   const long long t0 = clock64();
   const int cta = blockIdx.x;
   const bool tma_role = a.mode == kTma || a.mode == kBoth || a.mode == kMulticast;
@@ -121,23 +90,25 @@ __global__ void __launch_bounds__(kThreads, 1) fill(const __grid_constant__ CUte
     // One thread keeps kTmaSlots boxes in flight: wait for the oldest slot, re-arm it, refill it. With multicast, box
     // n lands in slot n % kTmaSlots of both CTAs and is issued by CTA n % 2 of the cluster: each CTA arms for every
     // box and issues half of them.
-    const uint32_t rank = a.mode == kMulticast ? cluster_rank() : 0;
+    const uint32_t rank = a.mode == kMulticast ? cute::block_rank_in_cluster() : 0;
     int n = 0;
     bool ok = true;
     for (int t = 0; t < a.tiles_per_cta && ok; ++t) {
       const int page = tile_page(a, cta, t);
       for (int c = 0; c < kChunks && ok; ++c, ++n) {
         const int s = n % kTmaSlots;
-        if (n >= kTmaSlots) ok = mbar_wait(&bars[s], (n / kTmaSlots - 1) & 1);
-        mbar_expect(&bars[s], kBox);
+        if (n >= kTmaSlots) ok = wait_bounded(&bars[s], (n / kTmaSlots - 1) & 1);
+        TxBarrier::arrive_and_expect_tx(&bars[s], kBox);
         if (a.mode != kMulticast) {
-          tma_load(&map, &bars[s], tma_ring + s * kBox, c * kChunk, page);
+          cute::SM90_TMA_LOAD_4D::copy(&map, &bars[s], kEvictFirst, tma_ring + s * kBox, c * kChunk, 0, 0, page);
         } else if (static_cast<uint32_t>(n % 2) == rank) {
-          tma_load_multicast(&map, &bars[s], tma_ring + s * kBox, c * kChunk, page);
+          // The box lands at the same offsets of both CTAs of the cluster, completing on each CTA's own barrier.
+          cute::SM90_TMA_LOAD_MULTICAST_4D::copy(&map, &bars[s], uint16_t{0x3}, kEvictFirst, tma_ring + s * kBox,
+                                                 c * kChunk, 0, 0, page);
         }
       }
     }
-    for (int k = max(0, n - kTmaSlots); k < n && ok; ++k) ok = mbar_wait(&bars[k % kTmaSlots], (k / kTmaSlots) & 1);
+    for (int k = max(0, n - kTmaSlots); k < n && ok; ++k) ok = wait_bounded(&bars[k % kTmaSlots], (k / kTmaSlots) & 1);
     if (!ok) timed_out = 1;
   }
   if (cp_role) {
@@ -150,19 +121,19 @@ __global__ void __launch_bounds__(kThreads, 1) fill(const __grid_constant__ CUte
         unsigned char* dst = cp_ring + (n % kCpSlots) * kBox;
         for (int v = lane; v < kBox / 16; v += lanes) {
           const int row = v / 8, u = v % 8;
-          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst + row * 128 + u * 16)),
-                       "l"(tile + row * kDims * 2 + c * kChunk * 2 + u * 16)
-                       : "memory");
+          cute::SM80_CP_ASYNC_CACHEGLOBAL<cute::uint128_t>::copy(
+              *reinterpret_cast<const cute::uint128_t*>(tile + row * kDims * 2 + c * kChunk * 2 + u * 16),
+              *reinterpret_cast<cute::uint128_t*>(dst + row * 128 + u * 16));
         }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-        asm volatile("cp.async.wait_group %0;" ::"n"(kCpSlots - 1) : "memory");
+        cute::cp_async_fence();
+        cute::cp_async_wait<kCpSlots - 1>();
       }
     }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    cute::cp_async_wait<0>();
   }
   __syncthreads();
   const long long t1 = clock64();
-  if (a.mode == kMulticast) cluster_sync();  // no CTA leaves while its peer may still write into it
+  if (a.mode == kMulticast) cute::cluster_sync();  // no CTA leaves while its peer may still write into it
   if (threadIdx.x == 0) a.cycles[cta] = timed_out ? -1 : t1 - t0;
 }
 
