@@ -127,7 +127,8 @@ def analyse(roles, ghz):
 
 
 STEP_NAMES = {1: "start", 3: "qk_issue", 4: "pv_own_issued", 5: "pv_other_issued", 80: "pv_wait<", 81: "pv_wait>",
-              65: "rowsA<", 73: "rowsA>", 66: "rowsB<", 74: "rowsB>", 67: "PA<", 75: "PA>", 68: "PB<", 76: "PB>"}
+              65: "rowsA<", 73: "rowsA>", 66: "rowsB<", 74: "rowsB>", 67: "PA<", 75: "PA>", 68: "PB<", 76: "PB>",
+              8: "maxed", 9: "published", 10: "exp_done"}
 
 
 def pair_timeline(roles):

@@ -12,9 +12,9 @@
 //
 // Built with the library when CUDA is found (target flashmla-fill-bw); run build/flashmla-fill-bw on the GPU machine.
 // It prints one line per configuration; a wait that does not complete within ~1 s of clock64 makes it report
-// "timeout" instead of hanging. Results of the first version (TMA and cp.async alone, 2026-11-21):
-// docs/results/raw/2026-11-21-session13-experiments.txt, section 3. This version (L2 flush, the concurrent and the
-// multicast modes) has not been run yet.
+// "timeout" instead of hanging. Results of the first version (TMA and cp.async alone): docs/results/raw/2026-11-21-
+// session13-experiments.txt, section 3; of this one: -session14-experiments.txt, section 1 (its TMA rows read half the
+// first version's; the cause was not found, so take the per-SM TMA figure as indicative, the comparisons as measured).
 #include <cuda.h>
 #include <cuda_runtime.h>
 

@@ -596,13 +596,16 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         const int lim[2] = {bound[0] - tok0, bound[1] - tok0};
         float mx[2], m_a[2], scale[2], sum[2];
         mask_and_max(lim, mx);
+        FLASHMLA_TRACE_EVENT(rec, trace::kMark + 0);
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
           m_a[j] = slack_max(m[j], mx[j]);
           scale[j] = rescale_factor(m[j], m_a[j]);
         }
         publish(ss.rows_a, &ss.rows_a_full, m_a);
+        FLASHMLA_TRACE_EVENT(rec, trace::kMark + 1);
         exp_and_sum(m_a, sum);  // S_A -> P_A (fp32, kept until it is stored)
+        FLASHMLA_TRACE_EVENT(rec, trace::kMark + 2);
 #pragma unroll
         for (int j = 0; j < 2; ++j) l[j] = l[j] * scale[j] + sum[j];
         pack_p();
@@ -711,6 +714,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       const int lim[2] = {has1 ? bound[0] - tok1 : 0, has1 ? bound[1] - tok1 : 0};
       float mx[2], m_b[2], scale[2], sum[2];
       mask_and_max(lim, mx);
+      FLASHMLA_TRACE_EVENT(rec, trace::kMark + 0);
       float m_a[2];
       receive(ss.rows_a, &ss.rows_a_full, rows_parity, m_a);
 #pragma unroll
@@ -719,7 +723,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         scale[j] = rescale_factor(m[j], m_a[j]) * rescale_factor(m_a[j], m_b[j]);  // the factors warpgroup 0 applies
       }
       publish(ss.rows_b, &ss.rows_b_full, m_b);
+      FLASHMLA_TRACE_EVENT(rec, trace::kMark + 1);
       exp_and_sum(m_b, sum);  // a phantom's logits are all -inf: P_B = 0, sum 0
+      FLASHMLA_TRACE_EVENT(rec, trace::kMark + 2);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         l[j] = l[j] * scale[j] + sum[j];

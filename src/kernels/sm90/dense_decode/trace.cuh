@@ -34,6 +34,7 @@ enum : uint32_t {
   kIssued = 88,          // + group: the group's TMAs are issued
   kLanded = 96,          // + 16 * stage + chunk (observer)
   kSlot = 128,           // + stage: the observer starts a slot
+  kMark = 8,             // + 0..2: a math warpgroup's softmax steps: row max done, m published, exp done
 };
 constexpr uint32_t kRowsA = 1, kRowsB = 2;
 
