@@ -429,6 +429,19 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   // that reach a row's bound pay for it. Returns the row maxima of the tile in scaled base-2 units (for a negative
   // softmax_scale the scaled maximum is the unscaled minimum).
   const bool scale_pos = p.scale_log2 > 0.f;
+  // op over the 16 elements of row slot j this thread holds in S (elements 4q + 2j and 4q + 2j + 1), as a tree: four
+  // dependent steps instead of a chain of sixteen on the softmax's critical path.
+  auto row_reduce = [&](int j, auto op) {
+    float a[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) a[q] = op(tSrS(4 * q + 2 * j), tSrS(4 * q + 2 * j + 1));
+#pragma unroll
+    for (int w = 4; w >= 1; w /= 2) {
+#pragma unroll
+      for (int q = 0; q < w; ++q) a[q] = op(a[q], a[q + w]);
+    }
+    return a[0];
+  };
   auto mask_and_max = [&](const int (&lim)[2], float (&mx)[2]) {
     if (lim[0] < kBlockN || lim[1] < kBlockN) {
       const float fill = scale_pos ? -INFINITY : INFINITY;
@@ -438,11 +451,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       }
     }
     auto reduce = [&](auto op) {
-      mx[0] = mx[1] = scale_pos ? -INFINITY : INFINITY;
-#pragma unroll
-      for (int i = 0; i < size(tSrS); ++i) mx[(i / 2) % 2] = op(mx[(i / 2) % 2], tSrS(i));
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
+        mx[j] = row_reduce(j, op);
         mx[j] = op(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 1));
         mx[j] = op(mx[j], __shfl_xor_sync(0xffffffffu, mx[j], 2));
         mx[j] *= p.scale_log2;
@@ -454,20 +465,23 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       reduce([](float a, float b) { return fminf(a, b); });
     }
   };
-  // P = exp2(S * scale_log2 - m) (m = -inf: a row with nothing visible yet, whose p are all 0) and its row sums.
+  // P = exp2(S * scale_log2 - m) (m = -inf: a row with nothing visible yet, whose p are all 0) and this thread's part
+  // of its row sums.
   auto exp_and_sum = [&](const float (&m)[2], float (&sum)[2]) {
     const float base[2] = {m[0] == -INFINITY ? 0.f : m[0], m[1] == -INFINITY ? 0.f : m[1]};
-    sum[0] = sum[1] = 0.f;
 #pragma unroll
-    for (int i = 0; i < size(tSrS); ++i) {
-      const int j = (i / 2) % 2;
-      tSrS(i) = fast_exp2(fmaf(tSrS(i), p.scale_log2, -base[j]));
-      sum[j] += tSrS(i);
-    }
+    for (int i = 0; i < size(tSrS); ++i) tSrS(i) = fast_exp2(fmaf(tSrS(i), p.scale_log2, -base[(i / 2) % 2]));
+#pragma unroll
+    for (int j = 0; j < 2; ++j) sum[j] = row_reduce(j, [](float a, float b) { return a + b; });
+  };
+  // The row sums l stay per thread (this thread's 16 columns of each row) until the segment's end: a row's rescale
+  // factor is the same in the four threads of its quad, so their partial sums add up at the end to the row's l, and
+  // the two shuffle rounds per pair leave the softmax's critical path.
+  auto quad_sum = [](float (&l)[2]) {
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 1);
-      sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], 2);
+      l[j] += __shfl_xor_sync(0xffffffffu, l[j], 1);
+      l[j] += __shfl_xor_sync(0xffffffffu, l[j], 2);
     }
   };
   // P in registers, in the input dtype: the A operand of this warpgroup's own PV and the source of the P store.
@@ -662,6 +676,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       // Epilogue: the row sums of warpgroup 1 (after it has read ours: rows_a is free again for the next segment);
       // one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
       float l_wg1[2] = {0.f, 0.f}, inv_l[2];
+      quad_sum(l);
       if (start < end) {  // else both l are 0
         publish(ss.rows_a, &ss.rows_a_full, l);
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, l_wg1);
@@ -763,6 +778,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     }
     // Segment end: warpgroup 0's row sums, then ours to it (after our read: warpgroup 0 then may reuse rows_a).
     float l_wg0[2] = {0.f, 0.f}, inv_l[2];
+    quad_sum(l);
     if (start < end) {
       receive(ss.rows_a, &ss.rows_a_full, rows_parity, l_wg0);
       publish(ss.rows_b, &ss.rows_b_full, l);
