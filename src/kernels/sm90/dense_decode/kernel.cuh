@@ -424,11 +424,6 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     warpgroup_wait<0>();
     warpgroup_fence_operand(tSrS);
   };
-  // S stays unscaled until the exponential, which applies the scale in the same FFMA. Columns >= lim[j] of row slot j
-  // are masked: replaced (never added to: the cache may hold NaN there) by the value that scales to -inf; only tiles
-  // that reach a row's bound pay for it. Returns the row maxima of the tile in scaled base-2 units (for a negative
-  // softmax_scale the scaled maximum is the unscaled minimum).
-  const bool scale_pos = p.scale_log2 > 0.f;
   // op over the 16 elements of row slot j this thread holds in S (elements 4q + 2j and 4q + 2j + 1), as a tree: four
   // dependent steps instead of a chain of sixteen on the softmax's critical path.
   auto row_reduce = [&](int j, auto op) {
@@ -442,6 +437,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     }
     return a[0];
   };
+  // S stays unscaled until the exponential, which applies the scale in the same FFMA. Columns >= lim[j] of row slot j
+  // are masked: replaced (never added to: the cache may hold NaN there) by the value that scales to -inf; only tiles
+  // that reach a row's bound pay for it. Returns the row maxima of the tile in scaled base-2 units (for a negative
+  // softmax_scale the scaled maximum is the unscaled minimum).
+  const bool scale_pos = p.scale_log2 > 0.f;
   auto mask_and_max = [&](const int (&lim)[2], float (&mx)[2]) {
     if (lim[0] < kBlockN || lim[1] < kBlockN) {
       const float fill = scale_pos ? -INFINITY : INFINITY;

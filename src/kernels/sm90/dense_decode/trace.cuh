@@ -22,6 +22,7 @@ enum : uint32_t {
   kQkIssue = 3,        // a math warpgroup starts issuing the next pair's QK^T
   kPvOwnIssued = 4,    // its PV with its own P (registers) is issued
   kPvOtherIssued = 5,  // its PV with the other warpgroup's P (smem) is issued
+  kMark = 8,           // + 0..2: a math warpgroup's softmax steps: row max done, m published, exp done
   kQkWaitBegin = 16,   // + chunk: before the kv_full wait of a QK^T chunk
   kQkWaitEnd = 32,     // + chunk
   kRelease = 48,       // + 2 * stage + group
@@ -34,7 +35,6 @@ enum : uint32_t {
   kIssued = 88,          // + group: the group's TMAs are issued
   kLanded = 96,          // + 16 * stage + chunk (observer)
   kSlot = 128,           // + stage: the observer starts a slot
-  kMark = 8,             // + 0..2: a math warpgroup's softmax steps: row max done, m published, exp done
 };
 constexpr uint32_t kRowsA = 1, kRowsB = 2;
 
