@@ -252,6 +252,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     Barrier::init(&ss.rows_a_full, 128);  // every thread of the writing warpgroup
     Barrier::init(&ss.rows_b_full, 128);
     Barrier::init(&ss.q_empty, kMathWarpgroups * 4);  // one arrival per math warp
+#ifdef FLASHMLA_TRACE
+    trace::reset();
+#endif
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // the last CTA-wide barrier: the producer warpgroup's idle warps leave below
@@ -275,9 +278,11 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         for (int grp = 0; grp < kGroups; ++grp) {
           for (int i = 0; i < (grp == kGroupOther ? 5 : 4); ++i) {
             const int c = i == 4 ? kPChunk : group_v_chunk0(s, grp) + i;
+            // Bounded, never to hang the kernel for a trace. Such a polling loop slows the SM's TMA (fill_bw: 18.9
+            // B/cycle with it, 35.1 with CUTLASS's wait), so the trace's landing times run late.
             const long long t0 = clock64();
             while (!TxBarrier::try_wait(&ss.kv_full[s][c], par[s])) {
-              if (clock64() - t0 > 100000000ll) return;  // never hang the kernel for a trace
+              if (clock64() - t0 > 100000000ll) return;
             }
             rec(trace::kLanded + 16 * s + c);
           }
@@ -591,7 +596,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     // Per pair, with S_A already in registers: m_a = the running max after tile A; P_A = exp2(S_A - m_a) and
     // O_L += P_A V_A,L while warpgroup 1 computes P_B against m_a; then P_A (rescaled to m_b, the max after tile B)
     // to smem for warpgroup 1, O_L += P_B V_B,L, and the next pair's QK^T(A).
-    for_each_segment(p, e, [&](int r, int len, int start, int end) {
+    for_each_segment(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
       float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
       int bound[2];
       row_bounds(len, bound);
@@ -707,7 +712,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   // Per pair, with S_B already in registers: m_b = the running max after tile B (from warpgroup 0's m_a);
   // P_B = exp2(S_B - m_b), O_R rescaled to m_b, O_R += P_B V_B,R while warpgroup 0 rescales and stores P_A; then
   // O_R += P_A V_A,R, and the next pair's QK^T(B).
-  for_each_segment(p, e, [&](int r, int len, int start, int end) {
+  for_each_segment(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // the same m as warpgroup 0's after each pair
     int bound[2];
     row_bounds(len, bound);
