@@ -252,9 +252,6 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     Barrier::init(&ss.rows_a_full, 128);  // every thread of the writing warpgroup
     Barrier::init(&ss.rows_b_full, 128);
     Barrier::init(&ss.q_empty, kMathWarpgroups * 4);  // one arrival per math warp
-#ifdef FLASHMLA_TRACE
-    trace::reset();
-#endif
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();  // the last CTA-wide barrier: the producer warpgroup's idle warps leave below
@@ -596,6 +593,9 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     // Per pair, with S_A already in registers: m_a = the running max after tile A; P_A = exp2(S_A - m_a) and
     // O_L += P_A V_A,L while warpgroup 1 computes P_B against m_a; then P_A (rescaled to m_b, the max after tile B)
     // to smem for warpgroup 1, O_L += P_B V_B,L, and the next pair's QK^T(A).
+    // always_inline (here and in warpgroup 1): left to itself ptxas stopped inlining these lambdas in the trace
+    // build, whose events make them larger, and then passed the accumulators through a 1.7 KB stack frame and
+    // serialized the wgmmas. The library build inlines them either way (same SASS).
     for_each_segment(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
       float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
       int bound[2];

@@ -45,31 +45,20 @@ constexpr uint32_t kRowsA = 1, kRowsB = 2;
 __device__ unsigned long long flashmla_dense_decode_trace[flashmla::sm90::dense_decode::trace::kCtas]
                                                                 [flashmla::sm90::dense_decode::trace::kRoles]
                                                                 [flashmla::sm90::dense_decode::trace::kCap];
-// Each role's event count, in shared memory: a recorder holds no register of its own through the kernel. With the
-// buffer pointer and the count in registers (3 more per math thread, whose code uses ~230 of its 232), ptxas spilled
-// the O accumulator (a 1,760-byte stack frame) and serialized the wgmmas, so the trace showed another kernel.
-__shared__ int flashmla_dense_decode_trace_n[flashmla::sm90::dense_decode::trace::kRoles];
 
 namespace flashmla::sm90::dense_decode::trace {
 
-/// Zeroes the event counts: one thread, before the kernel's first CTA-wide barrier.
-__device__ __forceinline__ void reset() {
-  for (int r = 0; r < kRoles; ++r) flashmla_dense_decode_trace_n[r] = 0;
-}
-
 /// One role's recorder; `on` only in the traced CTAs, for the role's recording thread.
 struct Recorder {
-  int role;
-  bool on;
-  __device__ Recorder(int role, bool thread_records) : role(role), on(blockIdx.x < kCtas && thread_records) {}
+  unsigned long long* buf = nullptr;
+  int n = 0;
+  __device__ Recorder(int role, bool thread_records) {
+    if (blockIdx.x < kCtas && thread_records) buf = flashmla_dense_decode_trace[blockIdx.x][role];
+  }
   __device__ __forceinline__ void operator()(uint32_t ev) {
-    if (!on) return;
-    const int n = flashmla_dense_decode_trace_n[role];
-    if (n < kCap - 1) {
-      unsigned long long* buf = flashmla_dense_decode_trace[blockIdx.x][role];
-      buf[n] = static_cast<unsigned long long>(ev) << 48 | (clock64() & 0xFFFFFFFFFFFFull);
-      buf[n + 1] = 0;  // terminator
-      flashmla_dense_decode_trace_n[role] = n + 1;
+    if (buf != nullptr && n < kCap - 1) {
+      buf[n++] = static_cast<unsigned long long>(ev) << 48 | (clock64() & 0xFFFFFFFFFFFFull);
+      buf[n] = 0;  // terminator
     }
   }
 };
