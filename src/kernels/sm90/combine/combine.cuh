@@ -1,8 +1,10 @@
 // Split-KV combine: merges the partials of every request that the schedule split (spec section 4.5 semantics).
 // Grid (b * s_q, ceil(h_q / rows per CTA)), 8 warps, kWarpsPerRow warps per output row (request, query token, head),
 // each with 512 / kWarpsPerRow of its columns: every warp computes the row's merged base-2 lse (lanes stride over the
-// splits), then each lane accumulates its float4s of the columns (4 lane + 128 j: every load of the warp is 512
-// contiguous bytes) over the splits, several splits at a time to keep loads in flight.
+// splits), then each lane accumulates its float4s of the partial rows (positions 4 lane + 128 j: every load of the
+// warp is 512 contiguous bytes) over the splits, several splits at a time to keep loads in flight. A partial row's
+// columns are in the main kernels' accum_pos order (dense_decode/common_params.h): the float4 at position o holds
+// columns c, c + 1, c + 8, c + 9 with c = accum_col(o), written out as two column pairs.
 //   kWarpsPerRow = 1: few splits per request, many rows (b >= 16 or so): fewer CTAs, one lse pass per row.
 //   kWarpsPerRow = 4: many splits per request, few rows (small b): 4x the warps, shorter dependent chains per warp.
 // A request with a single split was written by the main kernel: its CTAs leave before waiting for the main kernel.
@@ -13,6 +15,8 @@
 
 #include <cstdint>
 
+#include "kernels/sm90/dense_decode/common_params.h"
+
 namespace flashmla::sm90::combine {
 
 constexpr int kDv = 512;
@@ -22,7 +26,7 @@ constexpr int kWarps = 8;  // per CTA
 constexpr int rows_per_cta(int warps_per_row) { return kWarps / warps_per_row; }
 
 struct Params {
-  const float* o_accum;    // (max_splits, s_q, h_q, kDv)
+  const float* o_accum;    // (max_splits, s_q, h_q, kDv), each row's columns in accum_pos order
   const float* lse_accum;  // (max_splits, s_q, h_q), base 2, -inf = empty split
   const int32_t* split_offsets;
   const float* attn_sink;  // (h_q) or nullptr
@@ -31,7 +35,14 @@ struct Params {
   float* lse;
   int64_t lse_stride_b, lse_stride_h, lse_stride_s;
   int s_q, h_q;
+  bool o_pairs;  // out can be written two elements (4 bytes) at a time (aligned base and strides)
 };
+
+/// The 16 bits of a bf16 or fp16 value.
+template <typename T>
+__device__ __forceinline__ uint16_t bits(T x) {
+  return *reinterpret_cast<const uint16_t*>(&x);
+}
 
 template <typename T, int kWarpsPerRow>
 __global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
@@ -93,13 +104,17 @@ __global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
       }
     }
   }
-  T* out = static_cast<T*>(p.out) + i * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + col0;
+  T* out = static_cast<T*>(p.out) + i * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
-    out[128 * j + 0] = T(acc[j].x * factor);
-    out[128 * j + 1] = T(acc[j].y * factor);
-    out[128 * j + 2] = T(acc[j].z * factor);
-    out[128 * j + 3] = T(acc[j].w * factor);
+    T* d = out + dense_decode::accum_col(col0 + 128 * j);  // columns d[0], d[1], d[8], d[9]
+    const T x0 = T(acc[j].x * factor), x1 = T(acc[j].y * factor), x8 = T(acc[j].z * factor), x9 = T(acc[j].w * factor);
+    if (p.o_pairs) {
+      *reinterpret_cast<uint32_t*>(d) = static_cast<uint32_t>(bits(x0)) | static_cast<uint32_t>(bits(x1)) << 16;
+      *reinterpret_cast<uint32_t*>(d + 8) = static_cast<uint32_t>(bits(x8)) | static_cast<uint32_t>(bits(x9)) << 16;
+    } else {
+      d[0] = x0, d[1] = x1, d[8] = x8, d[9] = x9;
+    }
   }
   if (lane == 0 && warp % kWarpsPerRow == 0) {
     p.lse[i * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = S > 0.f ? G * 0.6931471805599453f : INFINITY;

@@ -10,6 +10,22 @@ namespace flashmla::sm90::dense_decode {
 
 constexpr int kDecodeBlockN = 64;  // KV tokens per tile of both main kernels: the schedule's block_size_n
 
+/// Where column `col` (0-511) of a split partial row sits in o_accum: the columns are permuted inside every 16-column
+/// unit, position 16 u + 4 q + 2 t + e holding column 16 u + 8 t + 2 q + e (q < 4; t, e < 2). That is the order in
+/// which a quad (4 lanes, one row) of a wgmma accumulator holds them: lane q has the column pairs 8 k + 2 q of every
+/// 8-column group k, so one 16-byte store takes the pairs of groups 2 u and 2 u + 1 and the quad writes 64 contiguous
+/// bytes of its row (in column order: 8-byte stores, 32 bytes per quad, twice the store instructions; measured 25%
+/// slower epilogue). o_accum is workspace: only the main kernels and the combine read or write it.
+__host__ __device__ constexpr int accum_pos(int col) {
+  return (col & ~15) | ((col >> 1) & 3) << 2 | ((col >> 3) & 1) << 1 | (col & 1);
+}
+/// The inverse of accum_pos: the column stored at position `pos`.
+__host__ __device__ constexpr int accum_col(int pos) {
+  return (pos & ~15) | ((pos >> 1) & 1) << 3 | ((pos >> 2) & 3) << 1 | (pos & 1);
+}
+static_assert(accum_pos(accum_col(13)) == 13 && accum_col(accum_pos(13)) == 13 && accum_pos(8 + 2 * 3 + 1) == 4 * 3 + 2 + 1,
+              "accum_pos and accum_col are inverse permutations of a 16-column unit");
+
 struct CommonParams {
   const void* q;  // (b, s_q, h_q, 576), bf16 or fp16
   int64_t q_stride_b, q_stride_s, q_stride_h;
@@ -20,7 +36,7 @@ struct CommonParams {
   int64_t o_stride_b, o_stride_s, o_stride_h;
   float* lse;  // (b, h_q, s_q), natural log
   int64_t lse_stride_b, lse_stride_h, lse_stride_s;
-  float* o_accum;    // (max_splits, s_q, h_q, 512), contiguous
+  float* o_accum;    // (max_splits, s_q, h_q, 512), contiguous; the 512 of a row in accum_pos order
   float* lse_accum;  // (max_splits, s_q, h_q), contiguous, base 2
   const DecodeSchedEntry* sched;
   const int32_t* split_offsets;

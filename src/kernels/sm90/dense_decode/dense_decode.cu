@@ -18,21 +18,25 @@
 #include "kernels/sm90/dense_decode/kernel.cuh"
 #include "kernels/sm90/sched/decode_sched.h"
 
-#ifdef FLASHMLA_TRACE
+#if defined(FLASHMLA_TRACE) || defined(FLASHMLA_CTA_SPAN)
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
 namespace {
-// Writes the trace of the last launch to $FLASHMLA_TRACE_FILE at exit. Created at the first launch, after the CUDA
-// runtime's own exit handler was registered, so that it runs before the runtime is torn down.
-struct TraceDump {
-  ~TraceDump() {
-    const char* path = std::getenv("FLASHMLA_TRACE_FILE");
+// Writes a diagnostic device array (trace.cuh) of the last launch to the file named by $env at exit. Created at the
+// first launch, after the CUDA runtime's own exit handler was registered, so that it runs before the runtime is torn
+// down.
+struct DeviceArrayDump {
+  const void* symbol;
+  size_t bytes;
+  const char* env;
+  ~DeviceArrayDump() {
+    const char* path = std::getenv(env);
     if (path == nullptr) return;
-    std::vector<unsigned long long> h(sizeof(flashmla_dense_decode_trace) / 8);
-    if (cudaMemcpyFromSymbol(h.data(), flashmla_dense_decode_trace, sizeof(flashmla_dense_decode_trace)) != cudaSuccess) {
-      std::fprintf(stderr, "trace: copy failed\n");
+    std::vector<unsigned long long> h(bytes / 8);
+    if (cudaMemcpyFromSymbol(h.data(), symbol, bytes) != cudaSuccess) {
+      std::fprintf(stderr, "%s: copy failed\n", env);
       return;
     }
     if (FILE* f = std::fopen(path, "wb")) {
@@ -139,7 +143,12 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
                                                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
                                         p.k_cache.data, 4, dims, strides, box);
 #ifdef FLASHMLA_TRACE
-    static TraceDump trace_dump;
+    static DeviceArrayDump trace_dump{flashmla_dense_decode_trace, sizeof(flashmla_dense_decode_trace),
+                                      "FLASHMLA_TRACE_FILE"};
+#endif
+#ifdef FLASHMLA_CTA_SPAN
+    static DeviceArrayDump span_dump{flashmla_dense_decode_span, sizeof(flashmla_dense_decode_span),
+                                     "FLASHMLA_SPAN_FILE"};
 #endif
     dd::dense_decode_kernel<E><<<grid, dd::kThreads, dd::kSmemBytes<E>, stream>>>(k);
   } else {
@@ -162,6 +171,7 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
   c.lse = p.lse.ptr<float>(), c.lse_stride_b = p.lse.stride[0], c.lse_stride_h = p.lse.stride[1];
   c.lse_stride_s = p.lse.stride[2];
   c.s_q = static_cast<int>(plan.s_q), c.h_q = static_cast<int>(plan.h_q);
+  c.o_pairs = vec_ok(p.out, 2);
   // Programmatic dependent launch: the combine grid is scheduled while the main kernel drains and waits for it with
   // griddepcontrol.wait (all of the main kernel's writes visible), so its launch latency is hidden.
   // Many splits per request (num_parts >= 4 b: small batches) -> 4 warps per row, so that each warp's chain over the

@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const Params 
       const float v = l > 0.f ? sm.o[i] / l : 0.f;
       const int s = (row0 + row) / p.hpg, h = g * p.hpg + (row0 + row) % p.hpg;
       if (split) {
-        p.o_accum[((static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h) * kDv + c] = v;
+        p.o_accum[((static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h) * kDv + accum_pos(c)] = v;
       } else {
         static_cast<T*>(p.out)[r * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + c] = T(v);
       }

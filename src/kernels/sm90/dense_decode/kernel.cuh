@@ -190,33 +190,53 @@ __device__ __forceinline__ void zero_tail_rows(E* stage, int valid, int t128, ui
 }
 
 /// Epilogue of one math warpgroup: its 256 output columns of the two rows `rows` this thread holds, scaled by inv_l.
-/// Element i of the accumulator is row slot (i / 2) % 2, column get<1>(coord(i)); elements 2k, 2k + 1 are adjacent.
+/// Element i = 4 k + 2 j + e of the accumulator is row slot j, column 8 k + 2 q + e (k: 8-column group, q: the lane in
+/// its quad, which holds one row). The stores are what an epilogue waits for: ~4,300-5,600 cycles per warpgroup for
+/// an fp32 partial in 8-byte stores, ~7,000 for out in 4-byte ones (b=128 h_q=128, CTA span probe in trace.cuh).
+///   o_accum (several splits): one float4 of the column pairs c and c + 8 per store, at accum_pos(c), so that the quad
+///     writes 64 contiguous bytes of its row with half the store instructions of column order.
+///   out (one split): column pairs as 4-byte words when out is 4-byte aligned, else elements. Wider stores need the
+///     quad's lanes to exchange pairs; a quad transpose to 16-byte stores took that epilogue to ~3,800 cycles and
+///     b=32 s_q=4 h_q=128 causal from 80.6 to 75.1 us, but its code slowed the main loop of other cases by up to 5%
+///     (b=8 h_q=16): not kept.
 template <typename E, typename TensorO, typename TensorC>
 __device__ __forceinline__ void store_o(const Params& p, const TensorO& acc, const TensorC& coord, const int (&rows)[2],
                                         const float (&inv_l)[2], int r, int row0, int nrows, int g, int col0,
                                         bool split, int slot) {
+  // The lane in the quad, read afresh (an opaque asm), so that these addresses share no value with the main loop.
+  // Beware: ptxas schedules the main loop differently after almost any change in this function, and the loop's pairs
+  // have measured up to 4% slower for it (docs/kernels/dense_decode.md, session 16); this exact form measured no
+  // slower than the 8-byte stores it replaced. Measure any change here on whole cases.
+  int q;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(q));
+  q &= 3;
+  auto pack = [](float x, float y) {
+    return static_cast<uint32_t>(E(x).raw()) | static_cast<uint32_t>(E(y).raw()) << 16;
+  };
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
-    if (rows[j] >= nrows) continue;
+    const bool valid = rows[j] < nrows;
     const int s = (row0 + rows[j]) / p.hpg, h = g * p.hpg + (row0 + rows[j]) % p.hpg;
     const float sc = inv_l[j];
     if (split) {
-      float* dst = p.o_accum + ((static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h) * kDv + col0;
+      if (!valid) continue;
+      float* dst = p.o_accum + ((static_cast<int64_t>(slot) * p.s_q + s) * p.h_q + h) * kDv;
 #pragma unroll
-      for (int i = 2 * j; i < size(acc); i += 4) {
-        *reinterpret_cast<float2*>(dst + get<1>(coord(i))) = make_float2(acc(i) * sc, acc(i + 1) * sc);
+      for (int i = 2 * j; i < size(acc); i += 8) {  // columns c = 8 (i / 4) + 2 q, c + 1, c + 8, c + 9
+        *reinterpret_cast<float4*>(dst + col0 + 2 * (i - 2 * j) + 4 * q) =  // = accum_pos(col0 + c)
+            make_float4(acc(i) * sc, acc(i + 1) * sc, acc(i + 4) * sc, acc(i + 5) * sc);
       }
     } else {
+      if (!valid) continue;
       E* dst = static_cast<E*>(p.out) + r * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h + col0;
 #pragma unroll
       for (int i = 2 * j; i < size(acc); i += 4) {
         E* d = dst + get<1>(coord(i));
-        const E x = E(acc(i) * sc), y = E(acc(i + 1) * sc);
         if (p.o_pairs) {  // one 4-byte store per column pair: 2-byte stores were ~18% of a short-segment case (ncu)
-          *reinterpret_cast<uint32_t*>(d) = static_cast<uint32_t>(x.raw()) | static_cast<uint32_t>(y.raw()) << 16;
+          *reinterpret_cast<uint32_t*>(d) = pack(acc(i) * sc, acc(i + 1) * sc);
         } else {
-          d[0] = x;
-          d[1] = y;
+          d[0] = E(acc(i) * sc);
+          d[1] = E(acc(i + 1) * sc);
         }
       }
     }
@@ -240,7 +260,12 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   const int t128 = threadIdx.x % 128;
   const CtaWork w = cta_work(p, kBlockM);
   const DecodeSchedEntry e = w.e;
-  if (e.begin_req >= p.b) return;
+  FLASHMLA_SPAN_START();
+  if (e.begin_req >= p.b) {
+    FLASHMLA_SPAN_END(0, 0, 0);
+    FLASHMLA_SPAN_END(1, 0, 0);
+    return;
+  }
   const int g = w.g, row0 = w.row0, nrows = w.nrows;
 
   if (threadIdx.x == 0) {
@@ -588,6 +613,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   };
 
   uint32_t phase[2] = {0, 0};  // parity of the next load each stage's chunk barriers complete
+  [[maybe_unused]] int span_tiles = 0, span_segments = 0;  // FLASHMLA_CTA_SPAN only
   if (wg == 0) {
     // ------------------------------------------------------------------ warpgroup 0: tile A of each pair, O[:, 0:256]
     // Per pair, with S_A already in registers: m_a = the running max after tile A; P_A = exp2(S_A - m_a) and
@@ -601,10 +627,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       int bound[2];
       row_bounds(len, bound);
       clear(tOrO);
+      FLASHMLA_SPAN_SEG(span_segments, 0, 0);
       if (start < end) {
         acquire_q(r);
+        FLASHMLA_SPAN_SEG(span_segments, 1, 0);
         qk_issue(_0{}, _0{}, Int<kChunks>{}, phase[0]);
         qk_wait();
+        FLASHMLA_SPAN_SEG(span_segments, 2, 0);
       }
 #pragma unroll 1
       for (int blk = start; blk < end; blk += 2) {
@@ -678,6 +707,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         qk_wait();  // outside the branch (see warpgroup 1's loop)
       }
 
+      FLASHMLA_SPAN_SEG(span_segments, 3, 0);
       // Epilogue: the row sums of warpgroup 1 (after it has read ours: rows_a is free again for the next segment);
       // one split -> out and natural-log lse; several -> fp32 partial, base-2 lse.
       float l_wg1[2] = {0.f, 0.f}, inv_l[2];
@@ -686,10 +716,12 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         publish(ss.rows_a, &ss.rows_a_full, l);
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, l_wg1);
       }
+      FLASHMLA_SPAN_SEG(span_segments, 4, 0);
       total_l(l, l_wg1, l, inv_l);
       bool split;
       const int slot = split_slot(r, split);
       store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, 0, split, slot);
+      FLASHMLA_SPAN_SEG(span_segments, 5, 0);
       if (row_owner) {
 #pragma unroll
         for (int j = 0; j < 2; ++j) {
@@ -704,7 +736,13 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
           }
         }
       }
+#ifdef FLASHMLA_CTA_SPAN
+      FLASHMLA_SPAN_SEG(span_segments, 6, 0);
+      FLASHMLA_SPAN_SEG(span_segments, 7, end - start);
+      if (start < end) span_tiles += end - start, ++span_segments;
+#endif
     });
+    FLASHMLA_SPAN_END(0, span_tiles, span_segments);
     return;
   }
 
@@ -782,17 +820,24 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       qk_wait();
     }
     // Segment end: warpgroup 0's row sums, then ours to it (after our read: warpgroup 0 then may reuse rows_a).
+    FLASHMLA_SPAN_SEG(span_segments, 8, 0);
     float l_wg0[2] = {0.f, 0.f}, inv_l[2];
     quad_sum(l);
     if (start < end) {
       receive(ss.rows_a, &ss.rows_a_full, rows_parity, l_wg0);
       publish(ss.rows_b, &ss.rows_b_full, l);
     }
+    FLASHMLA_SPAN_SEG(span_segments, 9, 0);
     total_l(l_wg0, l, l, inv_l);
     bool split;
     const int slot = split_slot(r, split);
     store_o<E>(p, tOrO, tOcO, my_row, inv_l, r, row0, nrows, g, kHalfDv, split, slot);
+    FLASHMLA_SPAN_SEG(span_segments, 10, 0);
+#ifdef FLASHMLA_CTA_SPAN
+    if (start < end) ++span_segments;
+#endif
   });
+  FLASHMLA_SPAN_END(1, 0, 0);
 }
 
 }  // namespace flashmla::sm90::dense_decode
