@@ -85,9 +85,9 @@ TEST(DenseDecodeGpu, NonContiguousQAndPaddedBlockStride) {
 }
 
 TEST(DenseDecodeGpu, OutputOffSixteenByteBoundary) {
-  // out one element past a 256-byte boundary (only 2-byte aligned: no column pairs as 4-byte words) and two elements
-  // past it (4-byte pairs, but no 16-byte stores of 8 columns). With the default schedule the requests are split (the
-  // combine kernel writes out); with 2 parts each part holds one whole request (the main kernel's epilogue writes out).
+  // out one element past a 256-byte boundary (only 2-byte aligned: elements, no column pairs as 4-byte words) and two
+  // elements past it (4-byte aligned only: the column-pair words). With the default schedule the requests are split
+  // (the combine kernel writes out); with 2 parts each part holds one whole request (the main kernel's epilogue does).
   for (int64_t shift : {1, 2}) {
     Rng r(16);
     DenseCase c = make_dense_case(r, 2, 1, 64, 1, 64, 300, false, false, DType::kBFloat16);
