@@ -1,13 +1,21 @@
 // Split-KV combine: merges the partials of every request that the schedule split (spec section 4.5 semantics).
-// Grid (b * s_q, ceil(h_q / rows per CTA)), 8 warps, kWarpsPerRow warps per output row (request, query token, head),
-// each with 512 / kWarpsPerRow of its columns: every warp computes the row's merged base-2 lse (lanes stride over the
-// splits), then each lane accumulates its float4s of the partial rows (positions 4 lane + 128 j: every load of the
-// warp is 512 contiguous bytes) over the splits, several splits at a time to keep loads in flight. A partial row's
-// columns are in the main kernels' accum_pos order (dense_decode/common_params.h): the float4 at position o holds
-// columns c, c + 1, c + 8, c + 9 with c = accum_col(o), written out as two column pairs.
+// Grid (n * s_q, ceil(h_q / rows per CTA)), 8 warps, kWarpsPerRow warps per output row (request, query token, head),
+// each with 512 / kWarpsPerRow of its columns. A warp first issues the loads of its first kAhead partial rows together
+// with the loads of the splits' lse values (lane k holds split k's), so that a request with few splits (large batches:
+// 2-3) costs one memory round trip; it then merges the row's base-2 lse and accumulates the partials, each lane its
+// float4s (positions 4 lane + 128 j: every load of the warp is 512 contiguous bytes), refilling a partial's registers
+// with the split kAhead further as soon as it was added. A partial row's columns are in the main kernels' accum_pos
+// order (dense_decode/common_params.h): each float4 goes out as two column pairs.
 //   kWarpsPerRow = 1: few splits per request, many rows (b >= 16 or so): fewer CTAs, one lse pass per row.
 //   kWarpsPerRow = 4: many splits per request, few rows (small b): 4x the warps, shorter dependent chains per warp.
+// At b=128 h_q=128 the combine's share of the end-to-end time was 18-21 us, FlashMLA's 11-12 (same session, with and
+// without it). The single round trip, 3 CTAs per SM instead of 2 (80 registers instead of 105) and the grid by part
+// took 3-6 us off those cases end to end, without costing the small ones (docs/results/raw/
+// 2026-11-21-session17-experiments.txt).
 // A request with a single split was written by the main kernel: its CTAs leave before waiting for the main kernel.
+// The grid's n is b (one x per request) or, when the schedule has fewer parts than requests, num_parts: x then
+// stands for the split request that schedule part x opens (its last request, when that one continues in the next
+// part), so that the grid holds no CTAs of unsplit requests (at b=128 h_q=128 half of them).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -15,6 +23,7 @@
 
 #include <cstdint>
 
+#include "core/decode_schedule.h"
 #include "kernels/sm90/dense_decode/common_params.h"
 
 namespace flashmla::sm90::combine {
@@ -29,6 +38,8 @@ struct Params {
   const float* o_accum;    // (max_splits, s_q, h_q, kDv), each row's columns in accum_pos order
   const float* lse_accum;  // (max_splits, s_q, h_q), base 2, -inf = empty split
   const int32_t* split_offsets;
+  const DecodeSchedEntry* sched;  // (num_parts) when by_part
+  bool by_part;                   // blockIdx.x / s_q is a schedule part (else a request)
   const float* attn_sink;  // (h_q) or nullptr
   void* out;
   int64_t o_stride_b, o_stride_s, o_stride_h;
@@ -44,27 +55,58 @@ __device__ __forceinline__ uint16_t bits(T x) {
   return *reinterpret_cast<const uint16_t*>(&x);
 }
 
+/// Two values of type T packed in a 32-bit word, the first in the low half (the lower address).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  return static_cast<uint32_t>(bits(T(lo))) | static_cast<uint32_t>(bits(T(hi))) << 16;
+}
+
+// Registers per thread decide how many CTAs an SM holds and with them how many loads are in flight: 3 CTAs of one
+// warp per row (80 registers; the version before took 105, two CTAs) and 4 of four warps per row.
+template <int kWarpsPerRow>
+constexpr int kMinCtasPerSm = kWarpsPerRow == 1 ? 3 : 4;
+
 template <typename T, int kWarpsPerRow>
-__global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
+__global__ void __launch_bounds__(32 * kWarps, kMinCtasPerSm<kWarpsPerRow>) combine_kernel(const Params p) {
   constexpr int kVecs = kDv / 128 / kWarpsPerRow;  // float4 per lane per split
-  constexpr int kUnroll = kWarpsPerRow == 1 ? 4 : 8;  // splits loaded together: 16 or 8 float4 in flight per lane
+  constexpr int kAhead = 8 / kVecs;                // splits in flight per lane: 8 float4 (128 bytes)
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int h = blockIdx.y * rows_per_cta(kWarpsPerRow) + warp / kWarpsPerRow;
   const int col0 = (warp % kWarpsPerRow) * (kDv / kWarpsPerRow) + 4 * lane;
-  const int i = blockIdx.x / p.s_q, s = blockIdx.x % p.s_q;
-  // split_offsets comes from the schedule kernel, which completed before the main kernel started (a plain launch after
+  const int s = blockIdx.x % p.s_q;
+  // The schedule comes from the schedule kernel, which completed before the main kernel started (a plain launch after
   // it): readable before the wait, so that the CTAs of a request with one split leave at once.
+  int i = blockIdx.x / p.s_q;
+  if (p.by_part) {
+    const DecodeSchedEntry e = p.sched[i];
+    i = e.end_req;  // the only request part i can open: its first split here, the next ones in the next parts
+    if (i < e.begin_req || (i == e.begin_req && e.begin_split != 0)) return;  // empty part, or r opened earlier
+  }
   const int k0 = p.split_offsets[i], k1 = p.split_offsets[i + 1];
-  if (h >= p.h_q || k1 - k0 <= 1) return;
+  const int n = k1 - k0;
+  if (h >= p.h_q || n <= 1) return;
   // Launched with programmatic dependent launch after the main kernel: wait until its writes are visible.
   asm volatile("griddepcontrol.wait;" ::: "memory");
   auto lse_of = [&](int k) { return p.lse_accum[(static_cast<int64_t>(k) * p.s_q + s) * p.h_q + h]; };
-  float M = -INFINITY;
-  for (int k = k0 + lane; k < k1; k += 32) M = fmaxf(M, lse_of(k));
+  const int64_t split_stride = static_cast<int64_t>(p.s_q) * p.h_q * kDv;
+  const float* base = p.o_accum + k0 * split_stride + (static_cast<int64_t>(s) * p.h_q + h) * kDv + col0;
+  // The first kAhead partial rows go out with the lse loads: one round trip for a request with few splits.
+  float4 v[kAhead][kVecs];
+#pragma unroll
+  for (int u = 0; u < kAhead; ++u) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      v[u][j] = u < n ? *reinterpret_cast<const float4*>(base + u * split_stride + 128 * j) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+  const float my_lse = lane < n ? lse_of(k0 + lane) : -INFINITY;  // splits past the 32nd: loaded where needed
+  float M = my_lse;
+  for (int k = k0 + 32 + lane; k < k1; k += 32) M = fmaxf(M, lse_of(k));
   for (int o = 16; o; o /= 2) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
   float S = 0.f;
   if (M != -INFINITY) {
-    for (int k = k0 + lane; k < k1; k += 32) S += exp2f(lse_of(k) - M);
+    S = exp2f(my_lse - M);
+    for (int k = k0 + 32 + lane; k < k1; k += 32) S += exp2f(lse_of(k) - M);
   }
   for (int o = 16; o; o /= 2) S += __shfl_xor_sync(0xffffffffu, S, o);
   const float G = S > 0.f ? log2f(S) + M : INFINITY;  // base-2 lse of the row
@@ -77,43 +119,48 @@ __global__ void __launch_bounds__(32 * kWarps) combine_kernel(const Params p) {
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) acc[j] = make_float4(0.f, 0.f, 0.f, 0.f);
   if (S > 0.f) {
-    const float* base = p.o_accum + (static_cast<int64_t>(s) * p.h_q + h) * kDv + col0;
-    const int64_t split_stride = static_cast<int64_t>(p.s_q) * p.h_q * kDv;
-    for (int k = k0; k < k1; k += kUnroll) {
-      float4 v[kUnroll][kVecs];
-      float w[kUnroll];
+    // Splits in chunks of 32: lane l computes the weight of split c + l (one load per chunk past the first, all lanes
+    // at once), and the split's turn takes it with a shuffle. v[u] holds split k + u (kAhead divides 32).
+    for (int c = 0; c < n; c += 32) {
+      const float lse_c = c == 0 ? my_lse : c + lane < n ? lse_of(k0 + c + lane) : -INFINITY;
+      const float w_lane = exp2f(lse_c - G);
+      for (int k = c; k < min(n, c + 32); k += kAhead) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const bool in = k + u < k1;
-        w[u] = in ? exp2f(lse_of(k + u) - G) : 0.f;
+        for (int u = 0; u < kAhead; ++u) {
+          const int r = k + u;
+          if (r >= n) break;
+          const float w = __shfl_sync(0xffffffffu, w_lane, r - c);
+          // An empty split has weight 0 and a partial that may be garbage: skip it, never multiply it in.
+          if (w != 0.f) {
 #pragma unroll
-        for (int j = 0; j < kVecs; ++j) {
-          v[u][j] = in ? *reinterpret_cast<const float4*>(base + (k + u) * split_stride + 128 * j)
-                       : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-      }
+            for (int j = 0; j < kVecs; ++j) {
+              acc[j].x += w * v[u][j].x, acc[j].y += w * v[u][j].y;
+              acc[j].z += w * v[u][j].z, acc[j].w += w * v[u][j].w;
+            }
+          }
+          if (r + kAhead < n) {
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        // An empty split has weight 0 and a partial that may be garbage: select, never multiply it in.
-        if (w[u] == 0.f) continue;
-#pragma unroll
-        for (int j = 0; j < kVecs; ++j) {
-          acc[j].x += w[u] * v[u][j].x, acc[j].y += w[u] * v[u][j].y;
-          acc[j].z += w[u] * v[u][j].z, acc[j].w += w[u] * v[u][j].w;
+            for (int j = 0; j < kVecs; ++j) {
+              v[u][j] = *reinterpret_cast<const float4*>(base + (r + kAhead) * split_stride + 128 * j);
+            }
+          }
         }
       }
     }
   }
+  // acc[j] holds columns c, c + 1, c + 8, c + 9 (c = accum_col(col0 + 128 j)): two column pairs. A quad transpose to
+  // one 8-byte store of four consecutive columns made this kernel faster alone (ncu) but the end-to-end time up to
+  // 2.5 us slower (b=32 s_q=4 h_q=128 causal, b=64 h_q=16; docs/results/raw/2026-11-21-session17-experiments.txt).
   T* out = static_cast<T*>(p.out) + i * p.o_stride_b + s * p.o_stride_s + h * p.o_stride_h;
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     T* d = out + dense_decode::accum_col(col0 + 128 * j);  // columns d[0], d[1], d[8], d[9]
-    const T x0 = T(acc[j].x * factor), x1 = T(acc[j].y * factor), x8 = T(acc[j].z * factor), x9 = T(acc[j].w * factor);
+    const float x0 = acc[j].x * factor, x1 = acc[j].y * factor, x8 = acc[j].z * factor, x9 = acc[j].w * factor;
     if (p.o_pairs) {
-      *reinterpret_cast<uint32_t*>(d) = static_cast<uint32_t>(bits(x0)) | static_cast<uint32_t>(bits(x1)) << 16;
-      *reinterpret_cast<uint32_t*>(d + 8) = static_cast<uint32_t>(bits(x8)) | static_cast<uint32_t>(bits(x9)) << 16;
+      *reinterpret_cast<uint32_t*>(d) = pack2<T>(x0, x1);
+      *reinterpret_cast<uint32_t*>(d + 8) = pack2<T>(x8, x9);
     } else {
-      d[0] = x0, d[1] = x1, d[8] = x8, d[9] = x9;
+      d[0] = T(x0), d[1] = T(x1), d[8] = T(x8), d[9] = T(x9);
     }
   }
   if (lane == 0 && warp % kWarpsPerRow == 0) {

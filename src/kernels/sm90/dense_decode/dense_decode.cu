@@ -161,6 +161,9 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     fb::dense_decode_kernel<T><<<grid, fb::kThreads, sizeof(fb::Smem<T>), stream>>>(k);
   }
   FLASHMLA_CUDA_CHECK(cudaGetLastError());
+#ifdef FLASHMLA_ABLATION_NO_COMBINE  // timing experiment only (wrong results for split requests): no combine
+  return;
+#endif
 
   sm90::combine::Params c{};
   c.o_accum = reinterpret_cast<float*>(ws + plan.o_accum_offset);
@@ -178,9 +181,13 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
   // splits is short; otherwise one warp per row (fewer CTAs; b=32 h_q=128: 3-6 us less than 4 warps per row, b=1
   // h_q=16: 3.7 us more).
   const int warps_per_row = plan.num_parts >= 4 * plan.batch ? 4 : 1;
+  // Fewer parts than requests: one CTA row per part (each opens at most one split request) instead of per request.
+  c.sched = static_cast<const DecodeSchedEntry*>(sched.tile_scheduler_metadata.data);
+  c.by_part = plan.num_parts < plan.batch;
+  const int64_t units = c.by_part ? plan.num_parts : plan.batch;
   cudaLaunchConfig_t cfg{};
   const int rows = sm90::combine::rows_per_cta(warps_per_row);
-  cfg.gridDim = dim3(static_cast<unsigned>(plan.batch * plan.s_q), static_cast<unsigned>((plan.h_q + rows - 1) / rows));
+  cfg.gridDim = dim3(static_cast<unsigned>(units * plan.s_q), static_cast<unsigned>((plan.h_q + rows - 1) / rows));
   cfg.blockDim = dim3(32 * sm90::combine::kWarps);
   cfg.stream = stream;
   cudaLaunchAttribute attr{};
