@@ -10,8 +10,8 @@
 //   kWarpsPerRow = 4: many splits per request, few rows (small b): 4x the warps, shorter dependent chains per warp.
 // At b=128 h_q=128 the combine's share of the end-to-end time was 18-21 us, FlashMLA's 11-12 (same session, with and
 // without it). The single round trip, 3 CTAs per SM instead of 2 (80 registers instead of 105) and the grid by part
-// took 3-6 us off those cases end to end, without costing the small ones (docs/results/raw/
-// 2026-11-21-session17-experiments.txt).
+// took 3.4-6.3 us off b=128 h_q=128 s_k=4096v end to end (s_q = 1 and 2), at most 0.3 us more on the small cases
+// (docs/results/raw/2026-11-21-session17-experiments.txt).
 // A request with a single split was written by the main kernel: its CTAs leave before waiting for the main kernel.
 // The grid's n is b (one x per request) or, when the schedule has fewer parts than requests, num_parts: x then
 // stands for the split request that schedule part x opens (its last request, when that one continues in the next
