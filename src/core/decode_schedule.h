@@ -41,6 +41,14 @@ FLASHMLA_HD int32_t sched_num_blocks(int32_t len, int32_t block_size_n) {
   return len <= 0 ? 0 : (len + block_size_n - 1) / block_size_n;
 }
 
+/// The request whose first split (split ordinal 0) is part e's last segment: e.end_req when that one starts in this
+/// part, else -1 (also for a part without work). Each request the schedule splits is returned by exactly one part, the
+/// first of its consecutive parts (checked by the CPU tests); the combine's grid by part relies on it.
+FLASHMLA_HD int32_t sched_request_opened(const DecodeSchedEntry& e) {
+  if (e.end_req < e.begin_req) return -1;  // no work
+  return e.end_req != e.begin_req || e.begin_split == 0 ? e.end_req : -1;
+}
+
 /// Upper bound of split slots for b requests: every request once, plus one per part boundary.
 FLASHMLA_HD int64_t sched_max_splits(int64_t b, int32_t num_parts) { return b + num_parts; }
 

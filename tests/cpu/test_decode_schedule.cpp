@@ -60,6 +60,11 @@ void check_invariants(const std::vector<int32_t>& lens, DecodeSchedConfig cfg) {
     if (lens[i] == 0) {
       EXPECT_EQ(n_splits, 1) << "an empty request is never split";
     }
+    if (n_splits > 1) {  // the combine's grid by part: the request is opened by its first part and no other
+      for (int32_t p = 0; p < cfg.num_parts; ++p) {
+        EXPECT_EQ(sched_request_opened(s.entries[p]) == i, p == parts_of[i][0]) << "request " << i << " part " << p;
+      }
+    }
   }
   EXPECT_LE(s.offsets[b], sched_max_splits(b, cfg.num_parts));
 }

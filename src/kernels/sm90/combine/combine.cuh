@@ -78,9 +78,8 @@ __global__ void __launch_bounds__(32 * kWarps, kMinCtasPerSm<kWarpsPerRow>) comb
   // it): readable before the wait, so that the CTAs of a request with one split leave at once.
   int i = blockIdx.x / p.s_q;
   if (p.by_part) {
-    const DecodeSchedEntry e = p.sched[i];
-    i = e.end_req;  // the only request part i can open: its first split here, the next ones in the next parts
-    if (i < e.begin_req || (i == e.begin_req && e.begin_split != 0)) return;  // empty part, or r opened earlier
+    i = sched_request_opened(p.sched[i]);  // a split request has its first split in exactly one part
+    if (i < 0) return;
   }
   const int k0 = p.split_offsets[i], k1 = p.split_offsets[i + 1];
   const int n = k1 - k0;
