@@ -64,6 +64,7 @@ struct GpuDense {
   void poison(cudaStream_t s = nullptr) {
     cudaMemsetAsync(out->ptr, 0xff, out->bytes, s);
     cudaMemsetAsync(lse->ptr, 0xff, lse->bytes, s);
+    cudaMemsetAsync(ws->ptr, 0xff, ws->bytes, s);  // NaN: a run must never read workspace it did not write
   }
   void run(cudaStream_t s = nullptr) {
     poison(s);
