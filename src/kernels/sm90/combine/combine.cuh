@@ -49,18 +49,6 @@ struct Params {
   bool o_pairs;  // out can be written two elements (4 bytes) at a time (aligned base and strides)
 };
 
-/// The 16 bits of a bf16 or fp16 value.
-template <typename T>
-__device__ __forceinline__ uint16_t bits(T x) {
-  return *reinterpret_cast<const uint16_t*>(&x);
-}
-
-/// Two values of type T packed in a 32-bit word, the first in the low half (the lower address).
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  return static_cast<uint32_t>(bits(T(lo))) | static_cast<uint32_t>(bits(T(hi))) << 16;
-}
-
 // Registers per thread decide how many CTAs an SM holds and with them how many loads are in flight: 3 CTAs of one
 // warp per row (80 registers; the version before took 105, two CTAs) and 4 of four warps per row.
 template <int kWarpsPerRow>
@@ -156,8 +144,8 @@ __global__ void __launch_bounds__(32 * kWarps, kMinCtasPerSm<kWarpsPerRow>) comb
     T* d = out + dense_decode::accum_col(col0 + 128 * j);  // columns d[0], d[1], d[8], d[9]
     const float x0 = acc[j].x * factor, x1 = acc[j].y * factor, x8 = acc[j].z * factor, x9 = acc[j].w * factor;
     if (p.o_pairs) {
-      *reinterpret_cast<uint32_t*>(d) = pack2<T>(x0, x1);
-      *reinterpret_cast<uint32_t*>(d + 8) = pack2<T>(x8, x9);
+      *reinterpret_cast<uint32_t*>(d) = dense_decode::pack2<T>(x0, x1);
+      *reinterpret_cast<uint32_t*>(d + 8) = dense_decode::pack2<T>(x8, x9);
     } else {
       d[0] = T(x0), d[1] = T(x1), d[8] = T(x8), d[9] = T(x9);
     }

@@ -26,6 +26,16 @@ __host__ __device__ constexpr int accum_col(int pos) {
 static_assert(accum_pos(accum_col(13)) == 13 && accum_col(accum_pos(13)) == 13 && accum_pos(8 + 2 * 3 + 1) == 4 * 3 + 2 + 1,
               "accum_pos and accum_col are inverse permutations of a 16-column unit");
 
+/// Two values as one 32-bit word of a 2-byte float type T (bf16 or fp16, CUDA's or CUTLASS's), the first in the low
+/// half (the lower address): a column pair of out in one 4-byte store.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  static_assert(sizeof(T) == 2, "a 2-byte float type");
+  const T a(lo), b(hi);
+  return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&a)) |
+         static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&b)) << 16;
+}
+
 struct CommonParams {
   const void* q;  // (b, s_q, h_q, 576), bf16 or fp16
   int64_t q_stride_b, q_stride_s, q_stride_h;

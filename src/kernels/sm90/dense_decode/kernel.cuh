@@ -210,9 +210,6 @@ __device__ __forceinline__ void store_o(const Params& p, const TensorO& acc, con
   int q;
   asm volatile("mov.u32 %0, %%laneid;" : "=r"(q));
   q &= 3;
-  auto pack = [](float x, float y) {
-    return static_cast<uint32_t>(E(x).raw()) | static_cast<uint32_t>(E(y).raw()) << 16;
-  };
 #pragma unroll
   for (int j = 0; j < 2; ++j) {
     const bool valid = rows[j] < nrows;
@@ -233,7 +230,7 @@ __device__ __forceinline__ void store_o(const Params& p, const TensorO& acc, con
       for (int i = 2 * j; i < size(acc); i += 4) {
         E* d = dst + get<1>(coord(i));
         if (p.o_pairs) {  // one 4-byte store per column pair: 2-byte stores were ~18% of a short-segment case (ncu)
-          *reinterpret_cast<uint32_t*>(d) = pack(acc(i) * sc, acc(i + 1) * sc);
+          *reinterpret_cast<uint32_t*>(d) = pack2<E>(acc(i) * sc, acc(i + 1) * sc);
         } else {
           d[0] = E(acc(i) * sc);
           d[1] = E(acc(i + 1) * sc);
