@@ -150,7 +150,11 @@ void launch(const DenseDecodeParams& p, const DenseDecodePlan& plan, const Dense
     static DeviceArrayDump span_dump{flashmla_dense_decode_span, sizeof(flashmla_dense_decode_span),
                                      "FLASHMLA_SPAN_FILE"};
 #endif
-    dd::dense_decode_kernel<E><<<grid, dd::kThreads, dd::kSmemBytes<E>, stream>>>(k);
+    // One TMA box per tile at pages of 64 tokens or more: that kernel's producer keeps one block_table entry per tile.
+    using Loader = dd::PagedTmaKvLoader;
+    const auto kernel =
+        Loader::tile_boxes(page) == 1 ? dd::dense_decode_kernel<E, 1> : dd::dense_decode_kernel<E, Loader::kMaxBoxes>;
+    kernel<<<grid, dd::kThreads, dd::kSmemBytes<E>, stream>>>(k);
   } else {
     namespace fb = sm90::dense_decode::fallback;
     fb::Params k{};
@@ -270,8 +274,13 @@ void set_smem_attributes(int device) {
   auto set = [](const void* fn, int bytes) {
     FLASHMLA_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   };
-  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<cutlass::bfloat16_t>), dd::kSmemBytes<cutlass::bfloat16_t>);
-  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<cutlass::half_t>), dd::kSmemBytes<cutlass::half_t>);
+  using BF16 = cutlass::bfloat16_t;
+  using FP16 = cutlass::half_t;
+  constexpr int kBoxes = dd::PagedTmaKvLoader::kMaxBoxes;
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<BF16, 1>), dd::kSmemBytes<BF16>);
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<BF16, kBoxes>), dd::kSmemBytes<BF16>);
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<FP16, 1>), dd::kSmemBytes<FP16>);
+  set(reinterpret_cast<const void*>(dd::dense_decode_kernel<FP16, kBoxes>), dd::kSmemBytes<FP16>);
   set(reinterpret_cast<const void*>(fb::dense_decode_kernel<__nv_bfloat16>), static_cast<int>(sizeof(fb::Smem<__nv_bfloat16>)));
   set(reinterpret_cast<const void*>(fb::dense_decode_kernel<__half>), static_cast<int>(sizeof(fb::Smem<__half>)));
 }

@@ -144,10 +144,11 @@ struct SlotCursor {
   }
   __device__ bool done(const DecodeSchedEntry& e) const { return r > e.end_req; }
   /// The pages of the current slot's tile (nothing for a phantom slot). Producer thread.
-  __device__ PagedTmaKvLoader::TileRef locate(const Params& p) const {
-    if (blk >= end) return PagedTmaKvLoader::TileRef{{}, 0, 0};
+  template <int kBoxes>
+  __device__ PagedTmaKvLoader::TileRef<kBoxes> locate(const Params& p) const {
+    if (blk >= end) return PagedTmaKvLoader::TileRef<kBoxes>{{}, 0, 0};
     const int tok0 = blk * kBlockN;
-    return p.kv.locate(p.block_table + r * p.bt_stride, tok0, min(kBlockN, len - tok0));
+    return p.kv.locate<kBoxes>(p.block_table + r * p.bt_stride, tok0, min(kBlockN, len - tok0));
   }
 };
 
@@ -240,7 +241,8 @@ __device__ __forceinline__ void store_o(const Params& p, const TensorO& acc, con
   }
 }
 
-template <typename E>
+/// kTileBoxes: TMA boxes per KV tile the producer provides for, PagedTmaKvLoader::tile_boxes(page_block_size).
+template <typename E, int kTileBoxes>
 __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_constant__ Params p) {
   using C = Config<E>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -345,7 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
 #ifdef FLASHMLA_ABLATION_NO_REFILL  // timing experiment only (wrong results): the first two slots' loads only
       if (refill) break;
 #endif
-      const PagedTmaKvLoader::TileRef tile = cur.locate(p);  // block_table read before the wait
+      const auto tile = cur.locate<kTileBoxes>(p);  // block_table read before the wait
 #pragma unroll
       for (int grp = 0; grp < kGroups; ++grp) {  // own half first, then the other half and chunk 8
         FLASHMLA_TRACE_EVENT(rec, trace::kEmptyWaitBegin + grp);

@@ -31,13 +31,20 @@ struct PagedTmaKvLoader {
     return page > 0 && page % 8 == 0 && (kBlockN % page == 0 || page % kBlockN == 0);
   }
 
-  static constexpr int kMaxPieces = kBlockN / 8;  // boxes per tile at the smallest page (8 tokens)
+  /// Boxes per tile: one when a page holds the whole tile (page >= 64), up to 8 at the smallest page (8 tokens).
+  /// The kernel is instantiated for both bounds (tile_boxes below): with room for eight, the producer's tile reference
+  /// and its loop over boxes cost registers and instructions on the refill path of every page, and the one-box form
+  /// measured 2-5% faster end to end at page 64 (docs/results/raw/2026-11-22-session20-experiments.txt).
+  static constexpr int kMaxBoxes = kBlockN / 8;
+  /// The boxes per tile the kernel must be built for at page size `page`.
+  static constexpr int tile_boxes(int64_t page) { return page >= kBlockN ? 1 : kMaxBoxes; }
 
   /// Where the boxes of one tile live: the page of each box (block_table entries) and the row inside the page where
   /// the first box starts (the same for every box: pages below 64 tokens start their boxes at row 0). pieces = 0: a
-  /// tile that loads nothing.
+  /// tile that loads nothing. kBoxes: at least the tile's number of boxes (tile_boxes).
+  template <int kBoxes>
   struct TileRef {
-    int block[kMaxPieces];
+    int block[kBoxes];
     int in_page;
     int pieces;
   };
@@ -45,12 +52,13 @@ struct PagedTmaKvLoader {
   /// Reads the pages of tokens [tok0, tok0 + valid) of one request (block_table row `bt`). Kept apart from the loads
   /// so that the producer can read them before it waits for the stage to be free: the read's latency then hides
   /// behind the wait instead of delaying the refill.
-  __device__ TileRef locate(const int32_t* bt, int tok0, int valid) const {
-    TileRef t;
+  template <int kBoxes>
+  __device__ TileRef<kBoxes> locate(const int32_t* bt, int tok0, int valid) const {
+    TileRef<kBoxes> t;
     t.pieces = (valid + box_rows - 1) / box_rows;
     t.in_page = tok0 % page;
 #pragma unroll
-    for (int j = 0; j < kMaxPieces; ++j) t.block[j] = j < t.pieces ? bt[(tok0 + j * box_rows) / page] : 0;
+    for (int j = 0; j < kBoxes; ++j) t.block[j] = j < t.pieces ? bt[(tok0 + j * box_rows) / page] : 0;
     return t;
   }
 
@@ -63,12 +71,12 @@ struct PagedTmaKvLoader {
   /// every refill, and issuing first is 1.3-1.6% faster at b=128 h_q=128 (docs/results/raw/2026-11-21-session12-
   /// experiments.txt, section 7). Bytes that land before the arming only take the barrier's transaction count below
   /// zero; its phase cannot complete before this thread's arrival, the only one it expects (init count 1).
-  template <typename E>
-  __device__ void load_chunks(E* dst, uint64_t* full, const TileRef& t, int g, int c0, int c1) const {
+  template <typename E, int kBoxes>
+  __device__ void load_chunks(E* dst, uint64_t* full, const TileRef<kBoxes>& t, int g, int c0, int c1) const {
     if (t.pieces == 0) return;  // a phantom slot: its barriers are not armed either
     const uint32_t bytes = static_cast<uint32_t>(t.pieces * box_rows * kChunk * sizeof(E));
 #pragma unroll
-    for (int j = 0; j < kMaxPieces; ++j) {
+    for (int j = 0; j < kBoxes; ++j) {
       if (j >= t.pieces) break;
 #pragma unroll 1
       for (int c = c0; c < c1; ++c) {
