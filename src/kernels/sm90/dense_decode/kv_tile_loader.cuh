@@ -33,8 +33,9 @@ struct PagedTmaKvLoader {
 
   /// Boxes per tile: one when a page holds the whole tile (page >= 64), up to 8 at the smallest page (8 tokens).
   /// The kernel is instantiated for both bounds (tile_boxes below): with room for eight, the producer's tile reference
-  /// and its loop over boxes cost registers and instructions on the refill path of every page, and the one-box form
-  /// measured 2-5% faster end to end at page 64 (docs/results/raw/2026-11-22-session20-experiments.txt).
+  /// and its loop over boxes cost registers and instructions on every page's refill path; the one-box kernel measured
+  /// 2.0-2.5% faster end to end at b=128 h_q=128 and 5% at b=32 h_q=128 (page 64; its SASS also differs in the math
+  /// warpgroups' schedule; docs/results/raw/2026-11-22-session20-experiments.txt, section 3).
   static constexpr int kMaxBoxes = kBlockN / 8;
   /// The boxes per tile the kernel must be built for at page size `page`.
   static constexpr int tile_boxes(int64_t page) { return page >= kBlockN ? 1 : kMaxBoxes; }
