@@ -8,6 +8,8 @@
 //                       P_A = exp2(S_A - m) against the pair's common max m; O[:, 0:256] += P_A V_A (P_A from
 //                       registers), then += P_B V_B (P_B from smem). Loads Q itself when Q cannot come by TMA.
 //   warpgroup 1 (math): the same for tile B (stage 1), concurrently, and O[:, 256:512]: its own P_B first.
+//   Both math warpgroups issue a segment's first QK^T at the end of the previous segment, between its row-sum
+//   exchange and its O stores, so that it runs while the stores drain (for_each_segment_primed).
 //   warpgroup 2 (producer): lane 0 of warp s < 2 serves KV stage s: it waits until a chunk group of its stage is free
 //                       (kv_empty) and refills it with the tile two slots ahead. Lane 0 of warp 2 loads each
 //                       segment's Q once the previous segment's last QK^T is over (q_empty). The math warps only
@@ -56,6 +58,22 @@ __device__ __forceinline__ void bar_sync(uint32_t id, uint32_t threads) {
 }
 __device__ __forceinline__ void bar_arrive(uint32_t id, uint32_t threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+/// The math warpgroups' walk: f(begin_req - 1, 0, 0, 0) first (no segment: only the first segment's QK^T is issued
+/// there), then f for each request of the CTA as in for_each_segment. Each call ends by issuing the next segment's
+/// first QK^T before its own stores, from one code site.
+template <typename F>
+__device__ __forceinline__ void for_each_segment_primed(const Params& p, const DecodeSchedEntry& e, F&& f) {
+#pragma unroll 1
+  for (int r = e.begin_req - 1; r <= e.end_req; ++r) {
+    int len = 0, start = 0, end = 0;
+    if (r >= e.begin_req) {
+      const Segment sg = segment(p, e, r);
+      len = sg.len, start = sg.start, end = sg.end;
+    }
+    f(r, len, start, end);
+  }
 }
 
 /// The CTA's work: requests [e.begin_req, e.end_req], calling f(request, length, first tile, end tile) for each.
@@ -621,19 +639,17 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
     // always_inline (here and in warpgroup 1): left to itself ptxas stopped inlining these lambdas in the trace
     // build, whose events make them larger, and then passed the accumulators through a 1.7 KB stack frame and
     // serialized the wgmmas. The library build inlines them either way (same SASS).
-    for_each_segment(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
+    for_each_segment_primed(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
       float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
       int bound[2];
       row_bounds(len, bound);
       clear(tOrO);
       FLASHMLA_SPAN_SEG(span_segments, 0, 0);
-      if (start < end) {
-        acquire_q(r);
-        FLASHMLA_SPAN_SEG(span_segments, 1, 0);
-        qk_issue(_0{}, _0{}, Int<kChunks>{}, phase[0]);
-        qk_wait();
-        FLASHMLA_SPAN_SEG(span_segments, 2, 0);
-      }
+      FLASHMLA_SPAN_SEG(span_segments, 1, 0);  // Q was acquired by the previous call
+      // The segment's first QK^T(A), issued by the previous call, before that segment's O stores. The wait is
+      // unconditional (a wait inside a branch made ptxas serialize every wgmma; see the pair loop).
+      qk_wait();
+      FLASHMLA_SPAN_SEG(span_segments, 2, 0);
 #pragma unroll 1
       for (int blk = start; blk < end; blk += 2) {
         const bool has1 = blk + 1 < end, next = blk + 2 < end;
@@ -716,6 +732,19 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
         receive(ss.rows_b, &ss.rows_b_full, rows_parity, l_wg1);
       }
       FLASHMLA_SPAN_SEG(span_segments, 4, 0);
+      // The next segment's Q and first QK^T(A), in flight on the tensor pipe while this segment's O goes out (the
+      // stores take 5,600-8,000 cycles per warpgroup, session 16). One issue site for every segment's first QK^T:
+      // a second one, before the loop's first segment, left the issue itself 0.4-0.7% faster at b=128 h_q=128 but
+      // its code cost the small cases 2.5-5% (ptxas' schedule; docs/results/raw/2026-11-22-session20-
+      // experiments.txt, sections 6 and 9).
+      if (r < e.end_req) {
+        const Segment nx = segment(p, e, r + 1);
+        if (nx.start < nx.end) {
+          acquire_q(r + 1);
+          qk_issue(_0{}, _0{}, Int<kChunks>{}, phase[0]);
+        }
+      }
+      if (r < e.begin_req) return;  // the priming call
       total_l(l, l_wg1, l, inv_l);
       bool split;
       const int slot = split_slot(r, split);
@@ -749,18 +778,12 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
   // Per pair, with S_B already in registers: m_b = the running max after tile B (from warpgroup 0's m_a);
   // P_B = exp2(S_B - m_b), O_R rescaled to m_b, O_R += P_B V_B,R while warpgroup 0 rescales and stores P_A; then
   // O_R += P_A V_A,R, and the next pair's QK^T(B).
-  for_each_segment(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
+  for_each_segment_primed(p, e, [&](int r, int len, int start, int end) __attribute__((always_inline)) {
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // the same m as warpgroup 0's after each pair
     int bound[2];
     row_bounds(len, bound);
     clear(tOrO);
-    if (start < end) {
-      acquire_q(r);
-      if (start + 1 < end) {
-        qk_issue(_1{}, _0{}, Int<kChunks>{}, phase[1]);
-        qk_wait();
-      }
-    }
+    qk_wait();  // the segment's first QK^T(B), issued by the previous call (see warpgroup 0's)
 #pragma unroll 1
     for (int blk = start; blk < end; blk += 2) {
       const bool has1 = blk + 1 < end;  // else a phantom slot: nothing loaded, everything masked, no QK^T
@@ -827,6 +850,15 @@ __global__ void __launch_bounds__(kThreads, 1) dense_decode_kernel(const __grid_
       publish(ss.rows_b, &ss.rows_b_full, l);
     }
     FLASHMLA_SPAN_SEG(span_segments, 9, 0);
+    // The next segment's Q and first QK^T(B) (none for a segment of one tile), before our O stores.
+    if (r < e.end_req) {
+      const Segment nx = segment(p, e, r + 1);
+      if (nx.start < nx.end) {
+        acquire_q(r + 1);
+        if (nx.start + 1 < nx.end) qk_issue(_1{}, _0{}, Int<kChunks>{}, phase[1]);
+      }
+    }
+    if (r < e.begin_req) return;  // the priming call
     total_l(l_wg0, l, l, inv_l);
     bool split;
     const int slot = split_slot(r, split);
