@@ -15,16 +15,24 @@ commit = (run / "commit.txt").read_text().strip()[:7]
 gpu = (run / "gpu.txt").read_text().strip()
 
 
-def gtest_counts(log):
-    text = (run / log).read_text()
-    passed = sum(int(n) for n in re.findall(r"^\[  PASSED  \] (\d+) test", text, re.M))
-    failed = sum(int(n) for n in re.findall(r"^\[  FAILED  \] (\d+) test", text, re.M))
-    ran = re.search(r"^rc=(\d+)", text, re.M)
-    return passed, failed, int(ran.group(1)) if ran else -1
+def gtest_counts(*logs):
+    """Per-test counts over the logs that exist (a suite run split in two: <name>.log and <name>-rest.log, the rest
+    being the tests the first run's time limit cut off); rc of each run, joined with '+'."""
+    passed = failed = 0
+    rcs = []
+    for log in logs:
+        if not (run / log).exists():
+            continue
+        text = (run / log).read_text()
+        passed += len(re.findall(r"^\[       OK \] \S+ \(\d+ ms\)", text, re.M))
+        failed += len(re.findall(r"^\[  FAILED  \] \S+ \(\d+ ms\)", text, re.M))
+        ran = re.search(r"^rc=(\d+)", text, re.M)
+        rcs.append(ran.group(1) if ran else "none")
+    return passed, failed, "+".join(rcs)
 
 
 cpu_p, cpu_f, cpu_rc = gtest_counts("cpu-tests.log")
-gpu_p, gpu_f, gpu_rc = gtest_counts("gpu-tests.log")
+gpu_p, gpu_f, gpu_rc = gtest_counts("gpu-tests.log", "gpu-tests-rest.log")
 san = {}
 for tool in ("memcheck", "synccheck", "racecheck"):
     text = (run / f"sanitizer-{tool}.log").read_text()
